@@ -1,0 +1,145 @@
+"""Structured configuration: every key, its type, default and meaning, declared once.
+
+Values live in the YAML files beside this module (``configs/<group>/<option>.yaml``);
+hydra composes them (``model=tiny data=synthetic agent=ppo``) and applies ``key=value``
+overrides. The schemas are stored in hydra's ConfigStore, so an unknown key or a value of
+the wrong type is an error; :func:`validate` checks the values that types cannot
+(ranges, files that must exist).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    """VideoMAE size: tiny (CPU, 64 px) | small | base (the paper's) | large."""
+    img_size: Optional[int] = None
+    """Input side in pixels; None = the size's default (tiny 64, others 224)."""
+    decoder_depth: Optional[int] = None
+    """Decoder blocks; None = the size's default (4; tiny 2). Flag --decoder_depth."""
+    drop_path_rate: float = 0.0
+    """Stochastic depth of the encoder during pretraining."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    """synthetic (built-in procedural clips) | list (a list file) | folder (a folder of videos)."""
+    train_list: Optional[str] = None
+    """data=list: the list file, one video per line, ``path<TAB>label`` or ``path label``."""
+    root: Optional[str] = None
+    """data=list: prefix for relative paths in the list; data=folder: the folder (searched recursively)."""
+    num_frames: int = 16
+    """Frames per clip (flag --num_frames)."""
+    sampling_rate: int = 2
+    """Temporal stride between sampled frames (flag --sampling_rate; 4 for K400, 2 otherwise)."""
+    synthetic_clips: int = 512
+    """data=synthetic: clips per epoch (generated on the fly, deterministic per seed and index)."""
+    num_workers: int = 2
+    """DataLoader worker processes per rank."""
+
+
+@dataclass
+class AgentConfig:
+    name: str = "random"
+    """Who chooses the visible tokens: random | tube (fixed maskers)."""
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 8
+    """Clips per step on each process (= the environment's num_envs). Flag --batch_size."""
+    epochs: int = 4
+    """Passes over the data (flag --epochs)."""
+    max_steps: int = -1
+    """Stop after this many MAE steps in total; -1 = run all epochs."""
+    opt: str = "adamw"
+    """Optimizer name for timm's create_optimizer_v2 (flag --opt)."""
+    opt_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """Optimizer betas (flag --opt_betas)."""
+    blr: float = 1.5e-4
+    """Base learning rate of the MAE; the applied lr is blr * total_batch / 256."""
+    lr: Optional[float] = None
+    """Absolute MAE learning rate; overrides blr when set."""
+    min_lr: float = 1e-5
+    """Floor of the cosine schedule."""
+    warmup_epochs: float = 1.0
+    """Linear warm-up length in epochs (flag --warmup_epochs; the paper uses 40 of 400)."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (not applied to norms, biases and the mask token)."""
+    clip_grad: Optional[float] = None
+    """Max gradient norm of the MAE; None = no clipping."""
+    save_ckpt_freq: int = 1
+    """Write a checkpoint every this many epochs (and always at the end). Flag --save_ckpt_freq."""
+    log_every: int = 10
+    """Log scalars to TensorBoard every this many steps."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    agent: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mask_ratio: float = 0.9
+    """Fraction of tokens masked, in (0, 1); K = round(N * (1 - mask_ratio)) stay visible."""
+    output_dir: str = "runs/${agent.name}-${model.name}-${data.name}"
+    """Where logs (TensorBoard), the resolved config and checkpoints go."""
+    seed: int = 0
+    """Seed of every random generator (each rank adds its rank)."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
+    resume: bool = False
+    """Continue the run found in output_dir from its latest checkpoint."""
+
+
+def register_configs() -> None:
+    """Store the schemas so the YAML files can extend them (hydra's schema pattern)."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="data", name="base_data", node=DataConfig)
+    store.store(group="agent", name="base_fixed", node=AgentConfig)
+
+
+MODEL_NAMES = ("tiny", "small", "base", "large")
+DATA_NAMES = ("synthetic", "list", "folder")
+FIXED_AGENTS = ("random", "tube")
+
+
+def validate(cfg: Any) -> None:
+    """Check values that the schema's types cannot; raise :class:`ConfigError` naming the key."""
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise ConfigError(message)
+
+    require(0.0 < cfg.mask_ratio < 1.0, f"mask_ratio must be in (0, 1), got {cfg.mask_ratio}")
+    require(cfg.model.name in MODEL_NAMES, f"model.name must be one of {MODEL_NAMES}, got {cfg.model.name!r}")
+    require(cfg.data.name in DATA_NAMES, f"data.name must be one of {DATA_NAMES}, got {cfg.data.name!r}")
+    require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")
+    require(cfg.data.sampling_rate > 0, f"data.sampling_rate must be positive, got {cfg.data.sampling_rate}")
+    require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    require(cfg.train.batch_size > 0, f"train.batch_size must be positive, got {cfg.train.batch_size}")
+    require(cfg.train.epochs > 0, f"train.epochs must be positive, got {cfg.train.epochs}")
+    require(len(cfg.train.opt_betas) == 2, f"train.opt_betas needs two values, got {list(cfg.train.opt_betas)}")
+    if cfg.data.name == "list":
+        require(cfg.data.train_list is not None, "data=list needs data.train_list=PATH (a list file)")
+        require(Path(cfg.data.train_list).is_file(), f"data.train_list: no such file: {cfg.data.train_list}")
+    if cfg.data.name == "folder":
+        require(cfg.data.root is not None, "data=folder needs data.root=PATH (a folder of videos)")
+        require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")
+    if cfg.data.name == "list" and cfg.data.root is not None:
+        require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")

@@ -1,0 +1,53 @@
+"""Loading official VideoMAE pretraining checkpoints (strict key matching)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from mae.model import PretrainVideoMAE
+
+
+def _read(path: Path) -> dict:
+    # Official files pickle the argparse Namespace of the run next to the weights.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_videomae_checkpoint(model: PretrainVideoMAE, path: str | Path) -> PretrainVideoMAE:
+    """Load ``{"model": state_dict}``, ``{"module": ...}`` or a bare state dict, strictly.
+
+    Keys are VideoMAE's (``encoder.blocks.0.attn.q_bias``, ``encoder_to_decoder.weight``,
+    ``mask_token``, ``decoder.head.weight``, ...); a ``module.`` prefix from
+    DistributedDataParallel is stripped. Any missing or unexpected key, or a shape
+    mismatch, raises with the offending names. The position tables are not in the
+    file: they are recomputed exactly as VideoMAE does (:mod:`mae.pos_embed`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"VideoMAE checkpoint not found: {path}")
+    checkpoint = _read(path)
+    state = checkpoint
+    for key in ("model", "module", "state_dict"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            state = checkpoint[key]
+            break
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"missing keys ({len(missing)}): {missing[:8]}")
+        if unexpected:
+            details.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}")
+        if wrong_shape:
+            details.append("shape mismatch: " + ", ".join(
+                f"{k} file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong_shape[:8]))
+        raise RuntimeError(f"{path} does not match the model ({model.__class__.__name__}): " + "; ".join(details))
+    model.load_state_dict(state, strict=True)
+    return model

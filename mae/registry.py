@@ -1,0 +1,75 @@
+"""Model sizes, registered with timm so ``timm.create_model`` knows every one.
+
+| size  | encoder (width, depth, heads) | decoder (width, heads) | input          | tokens |
+|-------|-------------------------------|------------------------|----------------|--------|
+| tiny  | 96, 4, 3                      | 64, 2 (depth 2)        | 16 x 64 x 64   | 128    |
+| small | 384, 12, 6                    | 192, 3                 | 16 x 224 x 224 | 1568   |
+| base  | 768, 12, 12 (the paper's)     | 384, 6                 | 16 x 224 x 224 | 1568   |
+| large | 1024, 24, 16                  | 512, 8                 | 16 x 224 x 224 | 1568   |
+
+Every size uses 2 x 16 x 16 tubelets and decoder depth 4 unless overridden (tiny: 2).
+"""
+
+from __future__ import annotations
+
+import timm
+from timm.models import register_model
+
+from mae.model import PretrainVideoMAE
+
+SIZES: dict[str, dict] = {
+    "tiny": dict(img_size=64, embed_dim=96, depth=4, num_heads=3,
+                 decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2),
+    "small": dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=192, decoder_num_heads=3),
+    "base": dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=384, decoder_num_heads=6),
+    "large": dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_num_heads=8),
+}
+
+TIMM_NAMES = {
+    "tiny": "pretrain_videomae_tiny_patch16_64",
+    "small": "pretrain_videomae_small_patch16_224",
+    "base": "pretrain_videomae_base_patch16_224",
+    "large": "pretrain_videomae_large_patch16_224",
+}
+
+
+def _build(size: str, pretrained: bool, **overrides) -> PretrainVideoMAE:
+    if pretrained:
+        raise ValueError(
+            "pretrained weights are never downloaded: build the model, then call "
+            "mae.load_videomae_checkpoint(model, path) on a file you have"
+        )
+    for timm_kwarg in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        overrides.pop(timm_kwarg, None)  # passed by timm.create_model, not model arguments
+    return PretrainVideoMAE(**{**SIZES[size], **overrides})
+
+
+@register_model
+def pretrain_videomae_tiny_patch16_64(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
+    return _build("tiny", pretrained, **kwargs)
+
+
+@register_model
+def pretrain_videomae_small_patch16_224(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
+    return _build("small", pretrained, **kwargs)
+
+
+@register_model
+def pretrain_videomae_base_patch16_224(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
+    return _build("base", pretrained, **kwargs)
+
+
+@register_model
+def pretrain_videomae_large_patch16_224(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
+    return _build("large", pretrained, **kwargs)
+
+
+def create_model(name: str, **overrides) -> PretrainVideoMAE:
+    """Build a VideoMAE by size (``tiny|small|base|large``) or by its timm name.
+
+    ``overrides`` replace constructor arguments, e.g. ``decoder_depth=4``, ``num_frames=8``.
+    """
+    timm_name = TIMM_NAMES.get(name, name)
+    if timm_name not in TIMM_NAMES.values():
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(TIMM_NAMES)} or {sorted(TIMM_NAMES.values())}")
+    return timm.create_model(timm_name, **overrides)

@@ -1,0 +1,1 @@
+"""Run infrastructure shared by the entry points: checkpoints, devices, seeding, logging."""
