@@ -1,0 +1,80 @@
+"""An endless, resumable stream of clip batches: the environment's data source.
+
+Each epoch is a fresh shuffle drawn from ``(seed, epoch)``, split evenly across ranks
+(every rank gets the same number of batches, so distributed ranks never wait on each
+other), cut into full batches. The position (epoch, batch) is the whole state, so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class ClipSource:
+    """Batches of ``batch_size`` clips, forever.
+
+    :param dataset: items are dicts with at least ``video`` ``(3, T, H, W)``, ``label``,
+        ``index`` and ``skipped`` (see :mod:`data`).
+    :param batch_size: clips per batch on this rank.
+    :param seed: shuffles are drawn from ``(seed, epoch)``.
+    :param num_workers: DataLoader worker processes.
+    :param rank: this process's rank; ``world_size`` ranks share each epoch's shuffle.
+    :param device: where tensors of a batch are moved.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, seed: int = 0, num_workers: int = 0,
+                 rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu", shuffle: bool = True):
+        per_rank = len(dataset) // world_size
+        if per_rank < batch_size:
+            raise ValueError(
+                f"batch_size={batch_size} per rank needs at least {batch_size * world_size} clips, "
+                f"the data has {len(dataset)}"
+            )
+        self.dataset, self.batch_size = dataset, batch_size
+        self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
+        self.device, self.shuffle = torch.device(device), shuffle
+        self.steps_per_epoch = per_rank // batch_size
+        self.base_seed = seed
+        self.epoch, self.batch_in_epoch = 0, 0
+        self._iterator = None
+
+    def seed(self, seed: int) -> None:
+        """Restart the stream at epoch 0 with a new seed."""
+        self.base_seed, self.epoch, self.batch_in_epoch, self._iterator = seed, 0, 0, None
+
+    def _epoch_batches(self) -> list[list[int]]:
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.base_seed * 100_003 + self.epoch))
+        else:
+            order = torch.arange(n)
+        mine = order[self.rank :: self.world_size][: self.steps_per_epoch * self.batch_size]
+        return mine.reshape(self.steps_per_epoch, self.batch_size).tolist()
+
+    def _start_epoch(self) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        batches = self._epoch_batches()[self.batch_in_epoch :]
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda")
+        self._iterator = iter(loader)
+
+    def next_batch(self) -> dict[str, Any]:
+        if self.batch_in_epoch >= self.steps_per_epoch:
+            self.epoch, self.batch_in_epoch, self._iterator = self.epoch + 1, 0, None
+        if self._iterator is None:
+            self._start_epoch()
+        batch = next(self._iterator)
+        self.batch_in_epoch += 1
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.base_seed, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.base_seed, self.epoch, self.batch_in_epoch = state["seed"], state["epoch"], state["batch_in_epoch"]
+        self._iterator = None

@@ -1,0 +1,199 @@
+"""The MAE as a batched, vectorised Gymnasium environment (paper Section 3.3, Algorithm 1).
+
+One ``step()`` handles all ``num_envs`` clips at once:
+
+    obs      X (B, N, D): token embeddings of each clip (detached, on the training device)
+    action   (B, K) visible token indices per clip, in draw order (MultiDiscrete([N] * K))
+    reward   (B,) L_R of each clip: MSE on its masked tokens (Eq. 6), always +L_R
+    done     every episode is one step: terminated; the next clips are the next observation
+
+In ``"train"`` mode a step is one MAE optimisation step (Algorithm 1 line 11: the MAE in
+train mode, gradients on even when the caller collects under ``torch.no_grad()``); in
+``"frozen"`` mode it only evaluates. Autoreset is Gymnasium's same-step mode: the
+observation returned by ``step`` is already the next batch.
+
+Group mode (GRPO): each clip appears ``group_size`` times in a row, each copy with its own
+action. ``group_update="all"`` trains the MAE on every copy (each copy is a distinct masking
+of the clip, like extra data); ``"first"`` trains it on the first copy of each group only,
+so the MAE sees each clip once per step as without groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from torch import nn
+
+from envs.clip_source import ClipSource
+from envs.mae_optimizer import MAEOptimizer
+from mae import PretrainVideoMAE, indices_to_mask, num_visible, reconstruction_loss
+
+MODES = ("train", "frozen")
+GROUP_UPDATES = ("all", "first")
+
+
+class MAEVectorEnv(VectorEnv):
+    """VideoMAE reconstruction as a batch of one-step episodes.
+
+    :param mae: the MAE (unwrapped module); its tokenizer makes the observations.
+    :param clips: where clip batches come from; its batch size is ``num_envs / group_size``.
+    :param mask_ratio: K = round(N * (1 - mask_ratio)) visible tokens per clip.
+    :param optimizer: the MAE's optimisation step; required for ``mode="train"``.
+    :param forward_module: what computes predictions in train mode, e.g. the MAE wrapped in
+        DistributedDataParallel; defaults to ``mae``.
+    :param mode: ``"train"`` (each step updates the MAE) or ``"frozen"``.
+    :param group_size: copies of each clip per step (GRPO groups); 1 = no groups.
+    :param group_update: ``"all"`` or ``"first"`` copies update the MAE (train mode).
+    :param amp: bf16 autocast of the MAE forward on CUDA (the loss stays fp32).
+
+    ``info`` from ``reset`` and ``step`` has the same keys (Tianshou writes reset infos into
+    the step's slots): ``token_error`` (B, N) float (0 at visible tokens, and before the first
+    step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group`` (B,) int64.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, mae: PretrainVideoMAE, clips: ClipSource, *, mask_ratio: float,
+                 optimizer: MAEOptimizer | None = None, forward_module: nn.Module | None = None,
+                 mode: str = "train", group_size: int = 1, group_update: str = "all", amp: bool = True):
+        if group_update not in GROUP_UPDATES:
+            raise ValueError(f"group_update must be one of {GROUP_UPDATES}, got {group_update!r}")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self.mae, self.clips, self.optimizer = mae, clips, optimizer
+        self.forward_module = forward_module if forward_module is not None else mae
+        self.group_size, self.group_update = group_size, group_update
+        self.num_envs = clips.batch_size * group_size
+        self.num_tokens, self.num_visible = mae.num_tokens, num_visible(mae.num_tokens, mask_ratio)
+        self.mask_ratio = mask_ratio
+        self.device = next(mae.parameters()).device
+        self.amp = amp and self.device.type == "cuda"
+        self.set_mode(mode)
+
+        dim = mae.embed_dim
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, (self.num_tokens, dim), np.float32)
+        self.single_action_space = spaces.MultiDiscrete([self.num_tokens] * self.num_visible)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+        self.last_stats: dict[str, float] = {}
+        self.skipped_videos = 0
+        self._groups_emitted = 0
+        self._batch: dict[str, Any] | None = None
+
+    # ---- modes
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "train" and self.optimizer is None:
+            raise ValueError("mode='train' needs an MAEOptimizer (optimizer=...)")
+        self.mode = mode
+
+    # ---- Gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.clips.seed(seed)
+        self._load_next_batch()
+        return self._observe(), self.reset_info()
+
+    def step(self, actions):
+        if self._batch is None:
+            raise RuntimeError("call reset() before step()")
+        visible = indices_to_mask(self.check_action(actions), self.num_tokens)
+        video, target = self._batch["video"], self._batch["target"]
+        training = self.mode == "train"
+        self.mae.train(training)
+        model = self.forward_module if training else self.mae
+        with torch.enable_grad() if training else torch.no_grad():
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                pred = model(video, visible)
+            out = reconstruction_loss(pred.float(), target, visible)
+            if training:
+                update_loss = out.per_clip if self.group_update == "all" else out.per_clip[:: self.group_size]
+                self.last_stats = self.optimizer.backward_and_step(update_loss.mean(), self.mae.parameters())
+        reward = out.per_clip.detach().float().cpu().numpy()
+        info = self._info(out.per_token.detach(), visible)
+        self.last_stats = {**self.last_stats, "loss": float(reward.mean())}
+        self._load_next_batch()
+        terminated = np.ones(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        return self._observe(), reward, terminated, truncated, info
+
+    # ---- actions
+    def check_action(self, actions) -> torch.Tensor:
+        """Validate a batch of actions; return them as int64 ``(B, K)`` on the device."""
+        act = torch.as_tensor(np.asarray(actions) if not torch.is_tensor(actions) else actions)
+        expected = (self.num_envs, self.num_visible)
+        if act.ndim != 2 or act.shape[0] != self.num_envs:
+            raise ValueError(f"action must have shape (num_envs, K) = {expected}, got {tuple(act.shape)}")
+        if act.shape[1] != self.num_visible:
+            raise ValueError(
+                f"action has {act.shape[1]} indices per clip, but K = round(N * (1 - mask_ratio)) = "
+                f"{self.num_visible} (N={self.num_tokens}, mask_ratio={self.mask_ratio})")
+        if act.is_floating_point():
+            if not torch.equal(act, act.round()):
+                raise ValueError("action indices must be integers")
+        act = act.long()
+        bad = (act < 0) | (act >= self.num_tokens)
+        if bad.any():
+            row, col = bad.nonzero()[0].tolist()
+            raise ValueError(f"action index {int(act[row, col])} out of range [0, {self.num_tokens}) "
+                             f"(clip {row}, position {col})")
+        ordered = act.sort(dim=1).values
+        dup = ordered[:, 1:] == ordered[:, :-1]
+        if dup.any():
+            row = int(dup.any(dim=1).nonzero()[0])
+            value = int(ordered[row, 1:][dup[row]][0])
+            raise ValueError(f"action of clip {row} has duplicate index {value}: the K visible tokens must be distinct")
+        return act.to(self.device)
+
+    # ---- internals
+    def _load_next_batch(self) -> None:
+        batch = self.clips.next_batch()
+        with torch.no_grad():
+            target = self.mae.target(batch["video"])
+            tokens = self.mae.tokenize(batch["video"]).float()
+        g = self.group_size
+        unique = batch["video"].shape[0]
+        groups = self._groups_emitted + np.arange(unique)
+        self._groups_emitted += unique
+        self.skipped_videos += int(batch["skipped"].sum())
+        repeat = (lambda t: t.repeat_interleave(g, dim=0)) if g > 1 else (lambda t: t)
+        self._batch = {
+            "video": repeat(batch["video"]), "target": repeat(target), "tokens": repeat(tokens),
+            "clip_index": np.repeat(batch["index"].cpu().numpy().astype(np.int64), g),
+            "label": np.repeat(batch["label"].cpu().numpy().astype(np.int64), g),
+            "group": np.repeat(groups.astype(np.int64), g),
+        }
+
+    def _observe(self) -> torch.Tensor:
+        return self._batch["tokens"]
+
+    def reset_info(self) -> dict[str, Any]:
+        """Info of the clips now waiting for an action: no error, no visible token yet."""
+        zeros = torch.zeros(self.num_envs, self.num_tokens, device=self.device)
+        return self._info(zeros, zeros.bool())
+
+    def _info(self, token_error: torch.Tensor, visible: torch.Tensor) -> dict[str, Any]:
+        return {"token_error": token_error, "visible": visible,
+                "clip_index": self._batch["clip_index"], "label": self._batch["label"],
+                "group": self._batch["group"]}
+
+    @property
+    def epoch(self) -> int:
+        return self.clips.epoch
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs: the data position and counters (not the current batch)."""
+        return {"clips": self.clips.state_dict(), "skipped_videos": self.skipped_videos,
+                "groups_emitted": self._groups_emitted}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.clips.load_state_dict(state["clips"])
+        self.skipped_videos, self._groups_emitted = state["skipped_videos"], state["groups_emitted"]

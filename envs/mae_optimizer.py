@@ -1,0 +1,65 @@
+"""One MAE optimisation step, as the environment takes it inside ``step()``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class MAEOptimizer:
+    """Backward, accumulation, clipping, the optimiser step and the lr schedule.
+
+    A non-finite loss skips the step (gradients are dropped, weights untouched) and is
+    counted in ``skipped_nonfinite``.
+
+    :param optimizer: over the MAE's parameters only.
+    :param scheduler: a timm scheduler stepped per optimiser step (``step_update``), or None.
+    :param clip_grad: max global gradient norm, or None.
+    :param accum_steps: environment steps whose gradients are summed before one optimiser step.
+    """
+
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None = None
+    clip_grad: float | None = None
+    accum_steps: int = 1
+    num_updates: int = 0
+    skipped_nonfinite: int = 0
+    _micro_step: int = field(default=0, repr=False)
+
+    def backward_and_step(self, loss: torch.Tensor, parameters) -> dict[str, float]:
+        if not math.isfinite(loss.item()):
+            self.skipped_nonfinite += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self._micro_step = 0
+            return {"skipped": 1.0}
+        (loss / self.accum_steps).backward()
+        self._micro_step += 1
+        if self._micro_step < self.accum_steps:
+            return {}
+        self._micro_step = 0
+        params = [p for p in parameters if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad if self.clip_grad else float("inf"))
+        if not torch.isfinite(grad_norm):
+            self.skipped_nonfinite += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            return {"skipped": 1.0}
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.num_updates += 1
+        if self.scheduler is not None:
+            self.scheduler.step_update(self.num_updates)
+        return {"grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "num_updates": self.num_updates, "skipped_nonfinite": self.skipped_nonfinite}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.num_updates, self.skipped_nonfinite = state["num_updates"], state["skipped_nonfinite"]

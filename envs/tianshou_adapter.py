@@ -1,0 +1,82 @@
+"""What Tianshou's Collector needs from a vectorised environment, over :class:`MAEVectorEnv`.
+
+Tianshou's own ``DummyVectorEnv``/``SubprocVectorEnv`` step sub-environments one by one;
+the MAE must see the whole batch in one step, so this adapter exposes the batched env
+through the Collector's interface (``len``, ``is_async``, ``reset(env_id=)``,
+``step(act, ready_env_ids)``, a per-env ``action_space`` list).
+
+Pitfalls handled (see the project's notes on Tianshou 2.0):
+- the Collector resets every finished env after each step; here all are finished, and the
+  next clips were already loaded by ``step`` (same-step autoreset), so ``reset(env_id)``
+  hands them out. It returns an indexed *copy*: the Collector writes reset observations
+  into its copy of ``obs_next`` in place, which fails if both share storage;
+- observations stay torch tensors on the env's device; rewards and flags are numpy;
+- the Collector wants infos as an object array of per-env dicts (it indexes and assigns
+  them by env id), with the same keys for reset and step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tianshou.data import Batch
+
+from envs.mae_env import MAEVectorEnv
+
+
+class TianshouVectorEnv:
+    """The batched MAE environment, in the shape of a Tianshou ``BaseVectorEnv``."""
+
+    is_async = False
+
+    def __init__(self, env: MAEVectorEnv):
+        self.env = env
+        self.action_space = [env.single_action_space] * env.num_envs
+        self.observation_space = [env.single_observation_space] * env.num_envs
+        self._pending: tuple[Any, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.env.num_envs
+
+    @property
+    def env_num(self) -> int:
+        return self.env.num_envs
+
+    def _all(self, ids) -> np.ndarray:
+        return np.arange(self.env.num_envs) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+
+    def reset(self, env_id=None, **kwargs):
+        ids = self._all(env_id)
+        if self._pending is None or kwargs.get("seed") is not None:
+            obs, info = self.env.reset(**kwargs)
+            self._pending = (obs, _per_env(info))
+        obs, info = self._pending
+        return obs[ids], info[ids]  # indexing copies: see the storage pitfall above
+
+    def step(self, action, id=None):
+        ids = self._all(id)
+        if len(ids) != self.env.num_envs:
+            raise ValueError(
+                f"the MAE environment steps all {self.env.num_envs} clips together; got a step for "
+                f"env ids {ids.tolist()}. Collect with n_step a multiple of num_envs."
+            )
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._pending = (obs, _per_env(self.env.reset_info()))
+        return obs, reward, terminated, truncated, _per_env(info)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def seed(self, seed=None):
+        return [seed] * self.env.num_envs
+
+    def render(self, **kwargs):
+        return None
+
+
+def _per_env(info: dict[str, Any]) -> np.ndarray:
+    """``{key: (B, ...)}`` -> object array of B dicts (views, no copies of the tensors)."""
+    array = np.empty(len(next(iter(info.values()))), dtype=object)
+    array[:] = Batch(info).to_list_of_dicts()
+    return array

@@ -1,0 +1,29 @@
+"""Small shared test fixtures: a tiny MAE and an in-memory clip dataset."""
+
+import torch
+from torch.utils.data import Dataset
+
+import mae
+
+TINY_MAE = dict(img_size=32, num_frames=4, embed_dim=32, depth=1, num_heads=2,
+                decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+def tiny_mae(seed: int = 0) -> mae.PretrainVideoMAE:
+    torch.manual_seed(seed)
+    return mae.create_model("tiny", **TINY_MAE)
+
+
+class RandomClips(Dataset):
+    """Deterministic random clips ``(3, 4, 32, 32)``: item i is drawn from seed i."""
+
+    def __init__(self, num_clips: int = 16, frames: int = 4, size: int = 32):
+        self.num_clips, self.frames, self.size = num_clips, frames, size
+
+    def __len__(self):
+        return self.num_clips
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        video = torch.randn(3, self.frames, self.size, self.size, generator=g)
+        return {"video": video, "label": index % 3, "index": index, "skipped": 0}
