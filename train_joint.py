@@ -1,33 +1,42 @@
-"""Joint pretraining of VideoMAE and its token sampler (TATS paper, Algorithm 1).
+"""Joint training of VideoMAE and its token sampler: the TATS paper's Algorithm 1.
 
-    python train_joint.py                                   # tiny model, built-in data, CPU ok
-    python train_joint.py agent=tube mask_ratio=0.95 train.max_steps=100
-    python train_joint.py model=base data=list data.train_list=train.csv
+    python train_joint.py                                    # TATS (PPO + trajectory attention), tiny, built-in data
+    python train_joint.py agent=grpo mask_ratio=0.95
+    python train_joint.py agent=random model=base data=list data.train_list=train.csv
+    torchrun --nproc_per_node=8 train_joint.py model=base ...
 
-This first form trains the MAE with the fixed maskers (random space-time, tube).
-Reads top to bottom: config, logging, seeding, data, model, optimiser and schedule,
-the training loop, checkpoints.
+Reads top to bottom: config, processes, logging, seeding, data, MAE and its optimiser, the
+environment, the agent, then the loop. The loop is Algorithm 1: for the first
+``train.mae_only_epochs`` epochs the MAE trains with random space-time masking (lines 5-7);
+afterwards, cycles of ``train.update_steps_mae`` environment steps (MAE updates, sampler
+frozen, episodes recorded: lines 9-13), then the agent's update on them (MAE untouched:
+lines 14-20), then the buffer is cleared (line 22).
 """
 
 from __future__ import annotations
 
-import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from tianshou.data import Collector, VectorReplayBuffer
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import mae
+from agents.buffers import dump_hdf5
+from agents.registry import build_agent
 from configs import CONFIG_DIR, ConfigError, register_configs, validate
 from data import build_dataset
+from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
 from runtime import checkpoint
 from runtime.setup import pick_device, save_resolved_config, seed_everything
 
@@ -43,110 +52,172 @@ def build_model(cfg: DictConfig) -> mae.PretrainVideoMAE:
     return mae.create_model(cfg.model.name, **overrides)
 
 
-def sample_mask(agent: str, model: mae.PretrainVideoMAE, batch_size: int, mask_ratio: float,
-                generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    if agent == "random":
-        return mae.random_mask(batch_size, model.num_tokens, mask_ratio, generator=generator, device=device)
-    if agent == "tube":
-        return mae.tube_mask(batch_size, model.grid, mask_ratio, generator=generator, device=device)
-    raise ConfigError(f"agent.name={agent!r} is not available yet; choose random or tube")
+def init_processes(cfg: DictConfig) -> tuple[int, int, torch.device]:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: NCCL on GPUs, gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return 0, 1, pick_device(cfg.device)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def average_gradients_across_ranks(module: torch.nn.Module, world_size: int) -> None:
+    """Each backward all-reduces the policy's gradients (Tianshou has no DDP of its own)."""
+    for param in module.parameters():
+        if param.requires_grad:
+            param.register_hook(lambda grad: _all_reduce_mean(grad, world_size))
+
+
+def _all_reduce_mean(grad: torch.Tensor, world_size: int) -> torch.Tensor:
+    grad = grad.clone()
+    dist.all_reduce(grad)
+    return grad / world_size
+
+
+def random_actions(env: MAEVectorEnv, generator: torch.Generator) -> torch.Tensor:
+    """Random space-time masking as actions (Algorithm 1 line 6)."""
+    visible = mae.random_mask(env.num_envs, env.num_tokens, env.mask_ratio, generator=generator)
+    return mae.mask_to_indices(visible)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
+    rank, world_size, device = init_processes(cfg)
+    is_main = rank == 0
     output_dir = Path(cfg.output_dir)
     resume_from = checkpoint.latest_checkpoint(output_dir)
     if resume_from is not None and not cfg.resume:
-        raise ConfigError(
-            f"output_dir={output_dir} already holds a run ({resume_from.name}); pass resume=true "
-            "to continue it, or choose another output_dir"
-        )
-    save_resolved_config(cfg, output_dir)
-    writer = SummaryWriter(str(output_dir / "tb"))
-    device = pick_device(cfg.device)
-    generator = seed_everything(cfg.seed)
+        raise ConfigError(f"output_dir={output_dir} already holds a run ({resume_from.name}); pass resume=true "
+                          "to continue it, or choose another output_dir")
+    if is_main:
+        save_resolved_config(cfg, output_dir)
+    writer = SummaryWriter(str(output_dir / "tb")) if is_main else None
+    mask_generator = seed_everything(cfg.seed + rank)
 
-    # ---- data
+    # ---- MAE, its optimiser (lr scaled by total batch / 256) and schedule (warm-up, cosine)
     model = build_model(cfg).to(device)
     dataset = build_dataset(
-        cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root,
-        num_frames=cfg.data.num_frames, sampling_rate=cfg.data.sampling_rate,
-        input_size=model.img_size, patch_size=model.patch_size, tubelet_size=model.tubelet_size,
-        train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips,
-    )
-    if len(dataset) < cfg.train.batch_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(dataset)} clips in the data")
-    loader = DataLoader(
-        dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
-        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed), pin_memory=device.type == "cuda",
-    )
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * cfg.train.epochs
-    if cfg.train.max_steps > 0:
-        total_steps = min(total_steps, cfg.train.max_steps)
-
-    # ---- optimiser and schedule (lr scaled by total batch / 256, warm-up then cosine)
-    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * cfg.train.batch_size / 256
+        cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
+        sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
+        tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips)
+    agent_group_size = int(cfg.agent.get("group_size", 1))
+    if cfg.train.batch_size % agent_group_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
+                          f"agent.group_size={agent_group_size}")
+    clips = ClipSource(dataset, cfg.train.batch_size // agent_group_size, seed=cfg.seed,
+                       num_workers=cfg.data.num_workers, rank=rank, world_size=world_size, device=device)
+    total_batch = cfg.train.batch_size * world_size
+    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * total_batch / 256
     optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=lr, weight_decay=cfg.train.weight_decay,
                                     betas=tuple(cfg.train.opt_betas))
-    warmup_steps = min(int(cfg.train.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
-    scheduler = CosineLRScheduler(optimizer, t_initial=max(total_steps, 1), lr_min=cfg.train.min_lr,
-                                  warmup_t=warmup_steps, warmup_lr_init=lr * 1e-3, warmup_prefix=True,
-                                  t_in_epochs=False)
+    steps_per_epoch = clips.steps_per_epoch
+    schedule_steps = steps_per_epoch * cfg.train.epochs  # the schedule ignores max_steps: stopping early is not a shorter run
+    scheduler = CosineLRScheduler(
+        optimizer, t_initial=schedule_steps, lr_min=cfg.train.min_lr, warmup_prefix=True,
+        warmup_t=min(int(cfg.train.warmup_epochs * steps_per_epoch), schedule_steps - 1),
+        warmup_lr_init=lr * 1e-3, t_in_epochs=False)
+    forward_module = model
+    if world_size > 1:
+        forward_module = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    step, epoch = 0, 0
+    # ---- the environment (Algorithm 1: the MAE and its data) and the agent (the sampler)
+    env = MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, forward_module=forward_module,
+                       optimizer=MAEOptimizer(optimizer, scheduler, clip_grad=cfg.train.clip_grad,
+                                              accum_steps=cfg.train.accum_steps),
+                       group_size=agent_group_size, group_update=cfg.train.group_update, amp=cfg.train.amp)
+    agent = build_agent(cfg.agent.name, env=env, config=OmegaConf.to_container(cfg.agent, resolve=True),
+                        device=device)
+    if world_size > 1 and agent.algorithm is not None:
+        average_gradients_across_ranks(agent.algorithm, world_size)
+    adapter = TianshouVectorEnv(env)
+    steps_per_cycle = cfg.train.update_steps_mae
+    buffer = VectorReplayBuffer(steps_per_cycle * env.num_envs, env.num_envs, ignore_obs_next=True)
+    collector = Collector(agent.policy, adapter, buffer)
+
+    # ---- resume
+    step, updates = 0, 0
     if resume_from is not None:
         state = checkpoint.load(resume_from, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch = state["step"], state["epoch"]
-        generator.set_state(state["mask_generator"])
+        model.load_state_dict(state["mae"])
+        env.optimizer.load_state_dict(state["mae_optimizer"])
+        env.load_state_dict(state["env"])
+        agent.load_state_dict(state["agent"])
+        step, updates = state["step"], state["policy_updates"]
+        mask_generator.set_state(state["rng"]["mask"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
 
-    def save(name: str) -> None:
-        state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                     scheduler=scheduler.state_dict(), step=step, epoch=epoch,
-                     mask_generator=generator.get_state(), config=OmegaConf.to_container(cfg, resolve=True))
-        checkpoint.save_atomic(state, output_dir / name)
+    def save() -> None:
+        if not is_main:
+            return
+        state = dict(mae=model.state_dict(), mae_optimizer=env.optimizer.state_dict(), env=env.state_dict(),
+                     agent=agent.state_dict(), step=step, policy_updates=updates,
+                     rng=dict(mask=mask_generator.get_state(), torch=torch.get_rng_state(),
+                              numpy=np.random.get_state()),
+                     config=OmegaConf.to_container(cfg, resolve=True))
+        checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
-    # ---- training loop
-    skipped_videos, last = 0, {}
-    progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True)
-    model.train()
+    def log(scalars: dict[str, float]) -> None:
+        if writer is not None:
+            for key, value in scalars.items():
+                writer.add_scalar(key, value, step)
+
+    # ---- Algorithm 1
+    total_steps = schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps)
+    progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True, disable=not is_main)
+    last: dict[str, float] = {}
+    env.reset()
+    collector_stale = True  # the Collector must pick up clips the env loaded outside it
     while step < total_steps:
-        for batch in loader:
-            if step >= total_steps:
-                break
-            tic = time.perf_counter()
-            video = batch["video"].to(device, non_blocking=True)
-            skipped_videos += int(batch["skipped"].sum())
-            visible = sample_mask(cfg.agent.name, model, video.shape[0], cfg.mask_ratio, generator, device)
-            loss = model.loss(video, visible).loss
-            optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"non-finite MAE loss at step {step}")
-            loss.backward()
-            if cfg.train.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad)
-            optimizer.step()
-            step += 1
-            scheduler.step_update(step)
-            elapsed = time.perf_counter() - tic
-            last = {"mae/loss": loss.item(), "mae/lr": optimizer.param_groups[0]["lr"],
-                    "perf/clips_per_s": video.shape[0] / elapsed, "env/skipped_videos": skipped_videos}
-            if step % cfg.train.log_every == 0 or step == total_steps:
-                for key, value in last.items():
-                    writer.add_scalar(key, value, step)
-            progress.update(1)
-            progress.set_postfix(loss=f"{last['mae/loss']:.4f}", lr=f"{last['mae/lr']:.2e}")
+        epoch_before = env.epoch
+        tic = time.perf_counter()
+        if env.epoch < cfg.train.mae_only_epochs and agent.algorithm is not None:
+            # lines 5-7: random space-time masking, one MAE step, no episode kept
+            _, rewards, _, _, _ = env.step(random_actions(env, mask_generator))
+            n_steps, collector_stale = 1, True
         else:
-            epoch += 1
-            if epoch % cfg.train.save_ckpt_freq == 0:
-                save(checkpoint.LATEST)
-    save(checkpoint.LATEST)
+            # lines 9-13: sampler frozen (no_grad), k MAE steps, episodes into the buffer
+            if collector_stale:
+                collector.reset(reset_buffer=True)
+                collector_stale = False
+            with torch.no_grad():
+                stats = collector.collect(n_step=steps_per_cycle * env.num_envs)
+            n_steps, rewards = steps_per_cycle, stats.returns
+            # lines 14-22: MAE untouched, the agent learns from the buffer, which is then cleared
+            last.update(agent.update(buffer))
+            updates += 1
+            if is_main and cfg.train.dump_buffer_every > 0 and updates % cfg.train.dump_buffer_every == 0:
+                dump_hdf5(buffer, output_dir / "buffers" / f"buffer-{updates:06d}.h5")
+            buffer.reset()
+        step += n_steps
+        elapsed = time.perf_counter() - tic
+        last.update({
+            "mae/loss": float(env.last_stats["loss"]), "mae/lr": optimizer.param_groups[0]["lr"],
+            "mae/skipped_nonfinite": env.optimizer.skipped_nonfinite,
+            "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
+            "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
+            "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * world_size / elapsed,
+        })
+        if device.type == "cuda":
+            last["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        if step % cfg.train.log_every < n_steps or step >= total_steps:
+            log(last)
+        progress.update(n_steps)
+        progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
+        if env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0:
+            save()
+    save()
     progress.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
+    if world_size > 1:
+        dist.destroy_process_group()
     return last
 
 

@@ -85,6 +85,19 @@ class TrainConfig:
     """Write a checkpoint every this many epochs (and always at the end). Flag --save_ckpt_freq."""
     log_every: int = 10
     """Log scalars to TensorBoard every this many steps."""
+    mae_only_epochs: int = 1
+    """Algorithm 1's m_o: epochs of random space-time masking before the sampler acts
+    (flag --num_epochs_train_mae_only; the paper uses 10)."""
+    update_steps_mae: int = 1
+    """Algorithm 1's k: MAE steps (episodes recorded) per policy update (flag --update_steps_mae)."""
+    accum_steps: int = 1
+    """MAE gradient accumulation: environment steps per MAE optimiser step."""
+    group_update: str = "all"
+    """Group mode (GRPO): which copies of a clip update the MAE, all | first."""
+    amp: bool = True
+    """bf16 autocast of the MAE on CUDA (distribution maths stays fp32); ignored on CPU."""
+    dump_buffer_every: int = 50
+    """Write the rollout buffer to output_dir/buffers/ every this many policy updates (0 = never)."""
 
 
 @dataclass
@@ -134,6 +147,11 @@ def validate(cfg: Any) -> None:
     require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
     require(cfg.train.batch_size > 0, f"train.batch_size must be positive, got {cfg.train.batch_size}")
     require(cfg.train.epochs > 0, f"train.epochs must be positive, got {cfg.train.epochs}")
+    require(cfg.train.update_steps_mae >= 1, f"train.update_steps_mae must be >= 1, got {cfg.train.update_steps_mae}")
+    require(cfg.train.accum_steps >= 1, f"train.accum_steps must be >= 1, got {cfg.train.accum_steps}")
+    require(cfg.train.mae_only_epochs >= 0, f"train.mae_only_epochs must be >= 0, got {cfg.train.mae_only_epochs}")
+    require(cfg.train.group_update in ("all", "first"),
+            f"train.group_update must be all or first, got {cfg.train.group_update!r}")
     require(len(cfg.train.opt_betas) == 2, f"train.opt_betas needs two values, got {list(cfg.train.opt_betas)}")
     if cfg.data.name == "list":
         require(cfg.data.train_list is not None, "data=list needs data.train_list=PATH (a list file)")

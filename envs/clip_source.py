@@ -46,10 +46,13 @@ class ClipSource:
         """Restart the stream at epoch 0 with a new seed."""
         self.base_seed, self.epoch, self.batch_in_epoch, self._iterator = seed, 0, 0, None
 
+    def _epoch_seed(self) -> int:
+        return self.base_seed * 100_003 + self.epoch
+
     def _epoch_batches(self) -> list[list[int]]:
         n = len(self.dataset)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.base_seed * 100_003 + self.epoch))
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self._epoch_seed()))
         else:
             order = torch.arange(n)
         mine = order[self.rank :: self.world_size][: self.steps_per_epoch * self.batch_size]
@@ -59,8 +62,11 @@ class ClipSource:
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch)
         batches = self._epoch_batches()[self.batch_in_epoch :]
+        # Own generator: worker seeds come from (seed, epoch), not from the global RNG, so
+        # starting an epoch neither consumes nor depends on the policy's random state.
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self._epoch_seed() + 1))
         self._iterator = iter(loader)
 
     def next_batch(self) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class MAEVectorEnv(VectorEnv):
         self.skipped_videos = 0
         self._groups_emitted = 0
         self._batch: dict[str, Any] | None = None
+        self._clips_state = clips.state_dict()
 
     # ---- modes
     def set_mode(self, mode: str) -> None:
@@ -100,7 +101,7 @@ class MAEVectorEnv(VectorEnv):
         if seed is not None:
             self.clips.seed(seed)
         self._load_next_batch()
-        return self._observe(), self.reset_info()
+        return self.observation, self.reset_info()
 
     def step(self, actions):
         if self._batch is None:
@@ -123,7 +124,7 @@ class MAEVectorEnv(VectorEnv):
         self._load_next_batch()
         terminated = np.ones(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        return self._observe(), reward, terminated, truncated, info
+        return self.observation, reward, terminated, truncated, info
 
     # ---- actions
     def check_action(self, actions) -> torch.Tensor:
@@ -155,6 +156,7 @@ class MAEVectorEnv(VectorEnv):
 
     # ---- internals
     def _load_next_batch(self) -> None:
+        self._clips_state = self.clips.state_dict()  # the position of the batch about to wait for actions
         batch = self.clips.next_batch()
         with torch.no_grad():
             target = self.mae.target(batch["video"])
@@ -172,7 +174,13 @@ class MAEVectorEnv(VectorEnv):
             "group": np.repeat(groups.astype(np.int64), g),
         }
 
-    def _observe(self) -> torch.Tensor:
+    @property
+    def has_batch(self) -> bool:
+        return self._batch is not None
+
+    @property
+    def observation(self) -> torch.Tensor:
+        """Tokens ``(B, N, D)`` of the clips waiting for an action."""
         return self._batch["tokens"]
 
     def reset_info(self) -> dict[str, Any]:
@@ -190,8 +198,8 @@ class MAEVectorEnv(VectorEnv):
         return self.clips.epoch
 
     def state_dict(self) -> dict:
-        """What a resumed run needs: the data position and counters (not the current batch)."""
-        return {"clips": self.clips.state_dict(), "skipped_videos": self.skipped_videos,
+        """What a resumed run needs: the position of the waiting batch (``reset`` reloads it) and counters."""
+        return {"clips": self._clips_state, "skipped_videos": self.skipped_videos,
                 "groups_emitted": self._groups_emitted}
 
     def load_state_dict(self, state: dict) -> None:

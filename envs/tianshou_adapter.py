@@ -34,7 +34,6 @@ class TianshouVectorEnv:
         self.env = env
         self.action_space = [env.single_action_space] * env.num_envs
         self.observation_space = [env.single_observation_space] * env.num_envs
-        self._pending: tuple[Any, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.env.num_envs
@@ -47,12 +46,13 @@ class TianshouVectorEnv:
         return np.arange(self.env.num_envs) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
 
     def reset(self, env_id=None, **kwargs):
+        """Hand out the clips waiting in the env (``step`` loads them); reset the env only when
+        it has none yet or a seed is given."""
         ids = self._all(env_id)
-        if self._pending is None or kwargs.get("seed") is not None:
-            obs, info = self.env.reset(**kwargs)
-            self._pending = (obs, _per_env(info))
-        obs, info = self._pending
-        return obs[ids], info[ids]  # indexing copies: see the storage pitfall above
+        if not self.env.has_batch or kwargs.get("seed") is not None:
+            self.env.reset(**kwargs)
+        # indexing copies: see the storage pitfall above
+        return self.env.observation[ids], _per_env(self.env.reset_info())[ids]
 
     def step(self, action, id=None):
         ids = self._all(id)
@@ -62,7 +62,6 @@ class TianshouVectorEnv:
                 f"env ids {ids.tolist()}. Collect with n_step a multiple of num_envs."
             )
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._pending = (obs, _per_env(self.env.reset_info()))
         return obs, reward, terminated, truncated, _per_env(info)
 
     def close(self) -> None:
