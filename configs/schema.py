@@ -52,12 +52,6 @@ class DataConfig:
 
 
 @dataclass
-class AgentConfig:
-    name: str = "random"
-    """Who chooses the visible tokens: random | tube (fixed maskers)."""
-
-
-@dataclass
 class TrainConfig:
     batch_size: int = 8
     """Clips per step on each process (= the environment's num_envs). Flag --batch_size."""
@@ -124,7 +118,11 @@ def register_configs() -> None:
     store.store(name="base_config", node=Config)
     store.store(group="model", name="base_model", node=ModelConfig)
     store.store(group="data", name="base_data", node=DataConfig)
-    store.store(group="agent", name="base_fixed", node=AgentConfig)
+    # Each agent's options are declared once, as a dataclass beside its algorithm.
+    from agents.registry import AGENTS
+
+    for name, entry in AGENTS.items():
+        store.store(group="agent", name=f"base_{name}", node=entry.config)
 
 
 MODEL_NAMES = ("tiny", "small", "base", "large")
@@ -159,5 +157,12 @@ def validate(cfg: Any) -> None:
     if cfg.data.name == "folder":
         require(cfg.data.root is not None, "data=folder needs data.root=PATH (a folder of videos)")
         require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")
+    from agents.registry import make_config
+    from omegaconf import OmegaConf
+
+    try:
+        make_config(cfg.agent.name, OmegaConf.to_container(cfg.agent, resolve=True))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"agent: {error}") from error
     if cfg.data.name == "list" and cfg.data.root is not None:
         require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")

@@ -1,0 +1,108 @@
+"""The acting side of the learned samplers: a Tianshou policy over K-of-N token draws.
+
+:class:`TokenSamplerPolicy` is Tianshou's :class:`ProbabilisticActorPolicy` with the
+:class:`~agents.distributions.PlackettLuce` distribution, plus what the paper's episode
+holds (Algorithm 1 line 12: ``{X, pi_old(I_m | X), L_R.detach(), V_old(X_mu)}``). Its
+``forward`` returns, under ``policy``, per clip:
+
+- ``log_prob`` ``(B,)``: exact Plackett-Luce log-prob of the drawn action (behaviour policy);
+- ``masked_log_prob`` ``(B,)``: the paper's log pi_old(I_m | X) (mean/sum over masked tokens);
+- ``entropy`` ``(B,)``: entropy of the single-draw categorical (the paper's H);
+- ``value`` ``(B,)``: V_old(X_mu), when the policy holds a critic (PPO);
+- ``probs`` ``(B, N)``: the single-draw probabilities p (optional, for inspection);
+- ``adv`` ``(B,)``: NaN; the algorithm writes the advantage it used here at update time.
+
+Tianshou's Collector writes the ``policy`` entry into the buffer (other extras would be
+dropped), so after collection the buffer is the paper's memory M_b and can be dumped and
+inspected. Learning never calls ``forward``: algorithms call :meth:`distribution`, which
+runs only the actor.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, cast
+
+import gymnasium as gym
+import torch
+from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
+from tianshou.data import Batch
+from tianshou.data.types import DistBatchProtocol, ObsBatchProtocol
+from torch import nn
+
+from agents.distributions import PlackettLuce
+
+
+class TokenSamplerPolicy(ProbabilisticActorPolicy):
+    """Samples K visible tokens per clip from pi_theta(X) and records the episode's extras.
+
+    Shapes:
+        obs ``(B, N, D)`` -> act ``(B, K)`` int64 in draw order, logits ``(B, N)``;
+        ``policy`` entries as listed in the module docstring.
+    """
+
+    def __init__(
+        self,
+        *,
+        actor: nn.Module,
+        num_visible: int,
+        action_space: gym.Space,
+        temperature: float = 1.0,
+        masked_logprob: str = "mean",
+        normalize_entropy: bool = False,
+        critic: nn.Module | None = None,
+        store_probs: bool = True,
+        deterministic_eval: bool = False,
+    ) -> None:
+        """
+        :param actor: ``actor(obs, state=None, info=None) -> (logits (B, N), state)``.
+        :param num_visible: K, tokens drawn per clip.
+        :param action_space: the env's single action space, ``MultiDiscrete([N] * K)``.
+        :param temperature: softmax temperature tau of pi = softmax(z / tau) (paper: 1); the
+            same for the behaviour policy and every update.
+        :param masked_logprob: ``"mean"`` (AdaMAE, paper) or ``"sum"`` over the masked tokens
+            in :meth:`PlackettLuce.masked_log_prob`.
+        :param normalize_entropy: entropy divided by log N (in [0, 1]).
+        :param critic: value network ``critic(obs) -> (B, 1)`` whose estimate is stored with
+            each episode (PPO); None for critic-free algorithms.
+        :param store_probs: also store the ``(B, N)`` single-draw probabilities (for
+            :mod:`agents.inspect`: concentration and heatmaps of the policy itself).
+        :param deterministic_eval: outside a training step, act with the K most probable
+            tokens instead of sampling.
+        """
+        super().__init__(
+            actor=actor,
+            dist_fn=partial(PlackettLuce, k=num_visible, temperature=temperature,
+                            masked_logprob=masked_logprob, normalize_entropy=normalize_entropy),
+            deterministic_eval=deterministic_eval,
+            action_space=action_space,
+            action_scaling=False,  # indices, not a continuous action: never rescale or clip
+            action_bound_method=None,
+        )
+        self.critic = critic
+        self.num_visible = num_visible
+        self.temperature = temperature
+        self.store_probs = store_probs
+
+    def distribution(self, batch: Any) -> PlackettLuce:
+        """pi_theta(X) for a batch with ``obs`` (and ``info``): the actor only, with gradients."""
+        logits_BN, _ = self.actor(batch.obs, state=None, info=batch.get("info", None))
+        return cast(PlackettLuce, self.dist_fn(logits_BN))
+
+    def forward(self, batch: ObsBatchProtocol, state: Any = None) -> DistBatchProtocol:
+        result = super().forward(batch, state)
+        dist = cast(PlackettLuce, result.dist)
+        with torch.no_grad():
+            act_BK = result.act
+            extras = Batch(
+                log_prob=dist.log_prob(act_BK),
+                masked_log_prob=dist.masked_log_prob(act_BK),
+                entropy=dist.entropy(),
+                adv=torch.full((act_BK.shape[0],), float("nan"), device=act_BK.device),
+            )
+            if self.critic is not None:
+                extras.value = self.critic(batch.obs).float().flatten()
+            if self.store_probs:
+                extras.probs = dist.probs
+        result.policy = extras
+        return cast(DistBatchProtocol, result)

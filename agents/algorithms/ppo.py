@@ -1,0 +1,210 @@
+"""TATS: the token sampler trained with PPO (paper Eq. 7-8, Algorithm 1 lines 9-22).
+
+    J_PPO = E[ c1 * J_CLIP - c2 * (psi(X_mu) - R)^2 + c3 * H(X, pi_theta) ]          (Eq. 7)
+    J_CLIP = E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ],  A = R - psi_old(X_mu)       (Eq. 8)
+    L_S = -J_PPO
+
+Each clip is a one-step episode, so the return is the (objective's) reward itself and the
+advantage is R - V_old: no GAE, no discount, no bootstrap from a next state.
+``r = pi_theta(.) / pi_old(.)`` uses the objective's log-probability
+(:mod:`agents.algorithms.objectives`; ``paper`` by default), fp32, same temperature for
+old and new policy. pi_old and V_old are the ones stored with each episode by the
+collecting policy (Algorithm 1 line 12); they are recomputed only if the buffer lacks them.
+
+``ratio_on="resampled"`` reproduces Algorithm 1 line 18 literally: a new mask I_m' is drawn
+from pi_theta during the update and r = pi_theta(I_m') / pi_old(I_m). It is not the default
+because it is not an importance ratio: numerator and denominator are probabilities of two
+different actions, so r is not 1 at theta = theta_old, the clip does not bound the policy
+change, and the gradient raises the probability of the fresh sample by the advantage of
+the stored one, which carries no information about it. ``"stored"`` (both probabilities of
+the stored I_m) is PPO as published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tianshou.algorithm import PPO
+from tianshou.data import Batch, ReplayBuffer
+from torch import nn
+
+from agents.algorithms.agent import Agent
+from agents.algorithms.common import (
+    EnvSpec,
+    SamplerConfig,
+    ScalarTrainingStats,
+    StatsAccumulator,
+    _choice,
+    build_actor_network,
+    build_critic_network,
+    optimizer_factory,
+    write_back_advantages,
+)
+from agents.algorithms.objectives import OBJECTIVES, get_objective
+from agents.algorithms.policy import TokenSamplerPolicy
+
+RATIO_ON = ("stored", "resampled")
+
+
+@dataclass
+class PPOConfig(SamplerConfig):
+    """TATS (paper Section 3.3, Table 4 defaults)."""
+
+    name: str = "ppo"
+    """Agent name in the registry."""
+    objective: str = "paper"
+    """paper (masked-token log-prob, R = +L_R) | cooperative (exact, R = -L_R) | adversarial (exact, R = +L_R)."""
+    eps_clip: float = 0.2
+    """Clip range eps of Eq. 8."""
+    policy_coef: float = 1e-4
+    """c1, weight of J_CLIP (paper: 1e-4)."""
+    value_coef: float = 1e-4
+    """c2, weight of the value loss (paper: 1e-4)."""
+    entropy_coef: float = 1e-4
+    """c3, weight of the entropy bonus (paper: 1e-4)."""
+    ratio_on: str = "stored"
+    """stored (PPO: new/old log-prob of the stored mask) | resampled (Algorithm 1 line 18 literally)."""
+    advantage_normalization: bool = False
+    """Standardise A per minibatch (the paper uses A = R - V_old as is)."""
+    critic_hidden: list[int] = field(default_factory=lambda: [1568, 784])
+    """Hidden widths of the critic MLP on the mean token (paper: 1568, 784)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("objective", self.objective, tuple(OBJECTIVES))
+        _choice("ratio_on", self.ratio_on, RATIO_ON)
+        if not 0 < self.eps_clip < 1:
+            raise ValueError(f"eps_clip must be in (0, 1), got {self.eps_clip}")
+
+
+class TATSPPO(PPO):
+    """Tianshou's PPO with the TATS objective: coefficient c1, one-step advantages,
+    the objective's log-prob, and optional re-sampled ratios."""
+
+    def __init__(
+        self,
+        *,
+        policy: TokenSamplerPolicy,
+        critic: nn.Module,
+        optim: Any,
+        objective: str = "paper",
+        eps_clip: float = 0.2,
+        policy_coef: float = 1e-4,
+        value_coef: float = 1e-4,
+        entropy_coef: float = 1e-4,
+        advantage_normalization: bool = False,
+        ratio_on: str = "stored",
+        max_grad_norm: float | None = None,
+    ) -> None:
+        """
+        :param policy: the collecting policy; its actor is trained.
+        :param critic: value network psi: ``critic(obs) -> (B, 1)``; trained with the actor.
+        :param optim: optimizer factory for actor and critic together.
+        :param objective: ``"paper"``, ``"cooperative"`` or ``"adversarial"``.
+        :param eps_clip: clip range eps of Eq. 8 (0.2).
+        :param policy_coef: c1 of Eq. 7 (paper 1e-4).
+        :param value_coef: c2 of Eq. 7 (paper 1e-4).
+        :param entropy_coef: c3 of Eq. 7 (paper 1e-4).
+        :param advantage_normalization: standardise A per minibatch.
+        :param ratio_on: ``"stored"`` or ``"resampled"`` (see the module docstring).
+        :param max_grad_norm: clip the gradient norm of actor and critic; None = off.
+        """
+        super().__init__(policy=policy, critic=critic, optim=optim, eps_clip=eps_clip,
+                         advantage_normalization=advantage_normalization, vf_coef=value_coef,
+                         ent_coef=entropy_coef, max_grad_norm=max_grad_norm, gae_lambda=1.0, gamma=1.0)
+        _choice("ratio_on", ratio_on, RATIO_ON)
+        self.objective = get_objective(objective)
+        self.policy_coef = policy_coef
+        self.ratio_on = ratio_on
+
+    # ---- advantages: A = R - V_old, one-step episodes (Eq. 8)
+    def prepare(self, batch: Batch) -> Batch:
+        """Add ``returns`` (R), ``v_s`` (V_old), ``adv`` (R - V_old), ``logp_old`` and a long ``act``."""
+        device = next(self.critic.parameters()).device
+        stored = batch.get("policy", Batch())
+        batch.act = torch.as_tensor(batch.act, device=device).long()
+        batch.returns = self.objective.returns(torch.as_tensor(batch.rew, device=device))
+        with torch.no_grad():
+            if "value" in stored.get_keys():
+                batch.v_s = torch.as_tensor(stored.value, device=device).float()
+            else:
+                batch.v_s = self._chunked(batch, lambda mb: self.critic(mb.obs).float().flatten())
+            key = self.objective.buffer_key
+            if key in stored.get_keys():
+                batch.logp_old = torch.as_tensor(stored[key], device=device).float()
+            else:
+                batch.logp_old = self._chunked(
+                    batch, lambda mb: self.objective.log_prob(self.policy.distribution(mb), mb.act))
+        batch.adv = batch.returns - batch.v_s
+        return batch
+
+    def _chunked(self, batch: Batch, fn: Any) -> torch.Tensor:
+        parts = [fn(mb) for mb in batch.split(self.max_batchsize, shuffle=False, merge_last=True)]
+        return torch.cat(parts)
+
+    def _preprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> Batch:
+        return self.prepare(batch)
+
+    def _postprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> None:
+        write_back_advantages(buffer, indices, batch.adv)
+        super()._postprocess_batch(batch, buffer, indices)
+
+    # ---- loss: L_S = -J_PPO (Eq. 7)
+    def compute_loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_S on a prepared minibatch, and its parts (detached) for logging."""
+        dist = self.policy.distribution(minibatch)
+        adv = minibatch.adv
+        if self.advantage_normalization and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + self._eps)
+        act = dist.sample() if self.ratio_on == "resampled" else minibatch.act
+        log_ratio = self.objective.log_prob(dist, act) - minibatch.logp_old
+        ratio = log_ratio.exp()
+        clipped = ratio.clamp(1.0 - self.eps_clip, 1.0 + self.eps_clip)
+        clip_objective = torch.min(ratio * adv, clipped * adv).mean()  # J_CLIP, Eq. 8
+        value = self.critic(minibatch.obs).float().flatten()
+        value_loss = (value - minibatch.returns).pow(2).mean()  # (psi(X_mu) - R)^2
+        entropy = dist.entropy().mean()  # H(X, pi_theta)
+        loss = -(self.policy_coef * clip_objective - self.vf_coef * value_loss + self.ent_coef * entropy)
+        with torch.no_grad():
+            stats = {
+                "loss": loss, "clip_objective": clip_objective, "value_loss": value_loss,
+                "entropy": entropy, "value_mean": value.mean(), "ratio_mean": ratio.mean(),
+                "clip_fraction": ((ratio - 1.0).abs() > self.eps_clip).float().mean(),
+                # k3 estimator of KL(pi_old || pi_theta): (r - 1) - log r >= 0
+                "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+            }
+        return loss, {key: value.detach() for key, value in stats.items()}
+
+    def _update_with_batch(self, batch: Batch, batch_size: int | None, repeat: int) -> ScalarTrainingStats:
+        accumulator, steps = StatsAccumulator(), 0
+        for _ in range(repeat):
+            for minibatch in batch.split(batch_size or -1, merge_last=True):
+                loss, stats = self.compute_loss(minibatch)
+                self.optim.step(loss)
+                accumulator.add(**stats)
+                steps += 1
+        scalars = accumulator.means()
+        scalars.update(adv_mean=float(batch.adv.mean()), adv_std=float(batch.adv.std()) if len(batch) > 1 else 0.0,
+                       return_mean=float(batch.returns.mean()))
+        return ScalarTrainingStats(scalars=scalars, gradient_steps=steps)
+
+
+def build_ppo(spec: EnvSpec, config: PPOConfig, device: torch.device, *,
+              actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+    """TATS: actor (``config.actor``), critic on the mean token, :class:`TATSPPO`."""
+    actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
+    critic = (critic if critic is not None else build_critic_network(spec, config.critic_hidden)).to(device)
+    policy = TokenSamplerPolicy(
+        actor=actor, critic=critic, num_visible=spec.num_visible, action_space=spec.action_space,
+        temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
+        normalize_entropy=config.normalize_entropy, store_probs=config.store_probs,
+        deterministic_eval=config.deterministic_eval)
+    algorithm = TATSPPO(
+        policy=policy, critic=critic, optim=optimizer_factory(config), objective=config.objective,
+        eps_clip=config.eps_clip, policy_coef=config.policy_coef, value_coef=config.value_coef,
+        entropy_coef=config.entropy_coef, advantage_normalization=config.advantage_normalization,
+        ratio_on=config.ratio_on, max_grad_norm=config.max_grad_norm)
+    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)

@@ -1,0 +1,175 @@
+"""Video datasets read with decord: from a list file or from a folder.
+
+Bad input never stops a run and never passes silently: an unreadable video is reported once
+per process (an ``UnreadableVideoWarning`` naming the file and the reason), remembered, and
+replaced by the next readable one; the item's ``skipped`` says how many were passed over.
+
+Randomness (train only: clip start, crop, flip). Item ``i`` gets its own torch generator seeded
+from ``(seed, worker_seed, n, i)``: ``worker_seed`` is ``torch.utils.data.get_worker_info().seed``
+inside a DataLoader worker (drawn from the DataLoader's generator at each new iterator, plus the
+worker id) and 0 in the main process; ``n`` counts how many times this copy of the dataset has
+fetched item ``i``. So the same seed, DataLoader generator and ``num_workers`` give the same
+clips, and each epoch gets fresh crops, with or without persistent workers. Eval is deterministic.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from data.transforms import EvalClipTransform, TrainClipTransform
+from data.video_io import VideoReadError, read_clip
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+
+# The one piece of global state: videos found unreadable in this process, path -> reason.
+_UNREADABLE_VIDEOS: dict[str, str] = {}
+
+
+class UnreadableVideoWarning(UserWarning):
+    """A video was skipped because it could not be read (issued once per file per process)."""
+
+
+def unreadable_videos() -> dict[str, str]:
+    """A copy of this process's memo of unreadable videos, path -> reason."""
+    return dict(_UNREADABLE_VIDEOS)
+
+
+def _remember_unreadable(error: VideoReadError) -> None:
+    if error.path not in _UNREADABLE_VIDEOS:
+        _UNREADABLE_VIDEOS[error.path] = error.reason
+        warnings.warn(f"skipping unreadable video {error.path}: {error.reason}", UnreadableVideoWarning,
+                      stacklevel=3)
+
+
+def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[str, int]]:
+    """Read a list of ``path<TAB>label`` or ``path label`` lines.
+
+    With a tab on the line, the path is everything before the last tab (it may hold spaces);
+    otherwise the line splits on its last whitespace. Blank lines and ``#`` comments are
+    ignored. Relative paths are joined to ``root`` when one is given.
+
+    Raises:
+        FileNotFoundError: no list file at ``path``.
+        ValueError: a line without an integer label (naming file, line number and line), or no videos.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"video list file not found: {path}")
+    videos = []
+    with open(path, encoding="utf-8") as lines:
+        for line_number, raw_line in enumerate(lines, start=1):
+            line = raw_line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
+            try:
+                video_path, label = fields[0].strip(), int(fields[1])
+                if not video_path:
+                    raise ValueError("empty path")
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}, line {line_number}: expected 'path<TAB>label' or 'path label' "
+                                 f"with an integer label, got {line!r}") from None
+            if root is not None and not os.path.isabs(video_path):
+                video_path = os.path.join(os.fspath(root), video_path)
+            videos.append((video_path, label))
+    if not videos:
+        raise ValueError(f"video list file {path} lists no videos")
+    return videos
+
+
+def find_videos(root: str | os.PathLike) -> list[str]:
+    """All video files under ``root`` (recursive, by extension, hidden entries skipped), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"video folder not found: {root}")
+    found = sorted(
+        str(path) for path in root.rglob("*")
+        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+    if not found:
+        raise ValueError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
+    return found
+
+
+class _VideoClipDataset(Dataset):
+    """Clips from a fixed list of ``(path, label)``; see the module docstring for skipping and RNG.
+
+    Items: ``video`` (3, T, input_size, input_size) float32, ImageNet-normalised; ``label`` int;
+    ``index`` int (of the clip returned); ``skipped`` int (unreadable videos passed over).
+    """
+
+    def __init__(self, videos: list[tuple[str, int]], source: str, *, num_frames: int, sampling_rate: int,
+                 input_size: int, train: bool = True, seed: int = 0):
+        for name, value in (("num_frames", num_frames), ("sampling_rate", sampling_rate),
+                            ("input_size", input_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.videos, self.source = videos, source
+        self.num_frames, self.sampling_rate, self.input_size = num_frames, sampling_rate, input_size
+        self.train, self.seed = train, seed
+        self.transform = TrainClipTransform(input_size) if train else EvalClipTransform(input_size)
+        self._fetch_counts: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def _item_generator(self, index: int) -> torch.Generator:
+        worker = get_worker_info()
+        fetch_count = self._fetch_counts.get(index, 0)
+        self._fetch_counts[index] = fetch_count + 1
+        key = [self.seed, worker.seed if worker is not None else 0, fetch_count, index]
+        seed = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
+        return torch.Generator().manual_seed(int(seed) >> 1)  # manual_seed wants < 2**63
+
+    def __getitem__(self, index: int) -> dict:
+        index = operator.index(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} videos")
+        generator = self._item_generator(index) if self.train else None
+        skipped = 0
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            path, label = self.videos[candidate]
+            if path in _UNREADABLE_VIDEOS:
+                skipped += 1
+                continue
+            try:
+                frames, _ = read_clip(path, self.num_frames, self.sampling_rate, train=self.train,
+                                      generator=generator)
+            except VideoReadError as error:
+                _remember_unreadable(error)
+                skipped += 1
+                continue
+            return {"video": self.transform(frames, generator), "label": int(label),
+                    "index": candidate, "skipped": skipped}
+        path, _ = self.videos[index]
+        raise RuntimeError(f"all {len(self)} videos in {self.source} are unreadable "
+                           f"(e.g. {path}: {_UNREADABLE_VIDEOS.get(path)}); see the warnings above")
+
+
+class VideoListDataset(_VideoClipDataset):
+    """Labelled clips listed in a text file (see ``parse_list_file``)."""
+
+    def __init__(self, list_file: str | os.PathLike, *, root: str | os.PathLike | None = None, num_frames: int,
+                 sampling_rate: int, input_size: int, train: bool = True, seed: int = 0):
+        super().__init__(parse_list_file(list_file, root), f"list file {os.fspath(list_file)}",
+                         num_frames=num_frames, sampling_rate=sampling_rate, input_size=input_size,
+                         train=train, seed=seed)
+
+
+class VideoFolderDataset(_VideoClipDataset):
+    """Every video under a folder (recursive, sorted by path), unlabelled: ``label`` is -1."""
+
+    def __init__(self, root: str | os.PathLike, *, num_frames: int, sampling_rate: int, input_size: int,
+                 train: bool = True, seed: int = 0):
+        super().__init__([(path, -1) for path in find_videos(root)], f"folder {os.fspath(root)}",
+                         num_frames=num_frames, sampling_rate=sampling_rate, input_size=input_size,
+                         train=train, seed=seed)

@@ -1,0 +1,47 @@
+"""Configuration: composition, overrides, errors that name the key."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from configs import CONFIG_DIR, ConfigError, register_configs, validate
+
+register_configs()
+
+
+def make(*overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_and_groups():
+    cfg = make()
+    assert cfg.model.name == "tiny" and cfg.data.name == "synthetic"
+    validate(cfg)
+    cfg = make("model=base", "data=folder", "data.root=/tmp", "mask_ratio=0.95", "train.max_steps=3")
+    assert cfg.model.name == "base" and cfg.data.root == "/tmp" and cfg.train.max_steps == 3
+    validate(cfg)
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError), match="nope"):
+        make("train.nope=1")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["mask_ratio=1.2"], "mask_ratio must be in"),
+    (["mask_ratio=0"], "mask_ratio must be in"),
+    (["data=list"], "data.train_list"),
+    (["data=list", "data.train_list=/no/such/list.txt"], "no such file: /no/such/list.txt"),
+    (["data=folder", "data.root=/no/such/dir"], "no such folder"),
+    (["train.batch_size=0"], "train.batch_size"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make(*overrides))
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigCompositionException, match="mask_ratio"):
+        make("mask_ratio=lots")
