@@ -49,8 +49,9 @@ class MovingObject:
 def render_clip(background: np.ndarray, objects: list[MovingObject], num_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw the objects over the static background, later objects on top.
 
-    Each object is drawn only inside its bounding box, gathered with wrapped pixel indices
-    for all frames at once (a tenth of the frame's pixels, hence the speed).
+    Each object is drawn only inside its bounding box (all frames at once), then its covered
+    pixels are written through flat indices wrapped around the frame edges: a tenth of the
+    frame's pixels per object, hence the speed.
 
     Shapes:
         background: (S, S, 3) uint8
@@ -59,29 +60,29 @@ def render_clip(background: np.ndarray, objects: list[MovingObject], num_frames:
     size = background.shape[0]
     frames = np.broadcast_to(background, (num_frames, *background.shape)).copy()
     moving = np.zeros(frames.shape[:3], dtype=bool)
+    frame_pixels, moving_pixels = frames.reshape(-1, 3), moving.reshape(-1)  # views
     time = np.arange(num_frames, dtype=np.float64)
     for obj in objects:
         if not 0 < 2 * obj.radius + 2 <= size:
             raise ValueError(f"object radius {obj.radius} does not fit a {size}-pixel frame")
         box = int(2 * obj.radius) + 2  # enough integer positions to span [centre - r, centre + r]
         cx, cy = obj.x + obj.vx * time, obj.y + obj.vy * time  # (T,)
-        cols = np.floor(cx - obj.radius)[:, None] + np.arange(box)  # (T, box), unwrapped
+        cols = np.floor(cx - obj.radius)[:, None] + np.arange(box)  # (T, box), not yet wrapped
         rows = np.floor(cy - obj.radius)[:, None] + np.arange(box)
-        dx, dy = (cols - cx[:, None])[:, None, :], (rows - cy[:, None])[:, :, None]
+        dx, dy = cols - cx[:, None], rows - cy[:, None]  # (T, box) offsets from the centre
         if obj.shape == "square":
-            inside = (np.abs(dx) <= obj.radius) & (np.abs(dy) <= obj.radius)
+            inside = (np.abs(dx) <= obj.radius)[:, None, :] & (np.abs(dy) <= obj.radius)[:, :, None]
         elif obj.shape == "disc":
-            inside = dx * dx + dy * dy <= obj.radius * obj.radius
+            inside = (dx * dx)[:, None, :] + (dy * dy)[:, :, None] <= obj.radius * obj.radius
         else:
             raise ValueError(f"unknown object shape {obj.shape!r} (square or disc)")
-        across = dx * math.cos(obj.stripe_angle) + dy * math.sin(obj.stripe_angle)
-        stripe = np.floor(across * (2.0 / obj.stripe_period)) % 2 == 1
-        colours = np.asarray(obj.colours, dtype=np.uint8)
-        where = (np.arange(num_frames)[:, None, None], (rows.astype(np.int64) % size)[:, :, None],
-                 (cols.astype(np.int64) % size)[:, None, :])  # wrap around the frame edges
-        texture = np.where(stripe[..., None], colours[1], colours[0])
-        frames[where] = np.where(inside[..., None], texture, frames[where])
-        moving[where] |= inside
+        t, i, j = np.nonzero(inside)  # (T, box, box) -> covered (frame, box row, box column)
+        across = dx[t, j] * math.cos(obj.stripe_angle) + dy[t, i] * math.sin(obj.stripe_angle)
+        stripe = np.floor(across * (2.0 / obj.stripe_period)).astype(np.int64) & 1
+        wrapped_rows = rows.astype(np.int64) % size + (np.arange(num_frames) * size)[:, None]
+        flat = wrapped_rows[t, i] * size + cols.astype(np.int64)[t, j] % size
+        frame_pixels[flat] = np.asarray(obj.colours, dtype=np.uint8)[stripe]
+        moving_pixels[flat] = True
     return frames, moving
 
 
@@ -101,12 +102,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A static texture: smooth colour noise, soft stripes or a checker. Shapes: (S, S, 3) uint8."""
     kind = rng.integers(3)
     colours = rng.uniform(20, 200, size=(2, 3)).astype(np.float32)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     if kind == 0:
         cells = int(rng.integers(3, 7))
         coarse = torch.from_numpy(rng.uniform(20, 200, size=(1, 3, cells, cells)).astype(np.float32))
         smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)
         return rearrange(smooth[0], "c h w -> h w c").clamp(0, 255).to(torch.uint8).numpy()
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     if kind == 1:
         angle, period = rng.uniform(0, math.pi), rng.uniform(0.1, 0.3) * size
         weight = 0.5 + 0.5 * np.sin((x * math.cos(angle) + y * math.sin(angle)) * (2 * math.pi / period))
@@ -121,7 +122,7 @@ class SyntheticMotionVideos(Dataset):
     """Procedural clips labelled by motion direction, generated on the fly.
 
     Clip ``i`` is a pure function of ``(seed, split, i)``: ``split`` ("train", "val", "test")
-    gives disjoint draws for one seed. No augmentation (the motion ground truth stays aligned
+    gives independent draws for one seed. No augmentation (the motion ground truth stays aligned
     with the tokens); ``video`` is only normalised.
 
     Items: ``video`` (3, T, S, S) float32 ImageNet-normalised; ``label`` int in [0, 8) (see

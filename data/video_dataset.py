@@ -3,6 +3,8 @@
 Bad input never stops a run and never passes silently: an unreadable video is reported once
 per process (an ``UnreadableVideoWarning`` naming the file and the reason), remembered, and
 replaced by the next readable one; the item's ``skipped`` says how many were passed over.
+The memo is per process: DataLoader workers inherit what the parent knew when they were forked,
+and each worker warns about the files it finds bad itself.
 
 Randomness (train only: clip start, crop, flip). Item ``i`` gets its own torch generator seeded
 from ``(seed, worker_seed, n, i)``: ``worker_seed`` is ``torch.utils.data.get_worker_info().seed``
@@ -125,7 +127,7 @@ class _VideoClipDataset(Dataset):
         worker = get_worker_info()
         fetch_count = self._fetch_counts.get(index, 0)
         self._fetch_counts[index] = fetch_count + 1
-        key = [self.seed, worker.seed if worker is not None else 0, fetch_count, index]
+        key = [self.seed % (1 << 64), worker.seed if worker is not None else 0, fetch_count, index]
         seed = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
         return torch.Generator().manual_seed(int(seed) >> 1)  # manual_seed wants < 2**63
 

@@ -163,14 +163,15 @@ def test_eval_items_are_deterministic(tmp_path, good_videos):
     assert torch.equal(dataset[0]["video"], dataset[0]["video"])
 
 
-def test_dataloader_workers_reproducible_given_its_generator(tmp_path):
+@pytest.mark.parametrize("persistent_workers", [False, True])
+def test_dataloader_workers_reproducible_given_its_generator(tmp_path, persistent_workers):
     # noise videos so that different crops give different tensors
     videos = [write_video(tmp_path / f"n{k}.mp4", 12, noise=True) for k in range(4)]
     dataset = VideoListDataset(write_list(tmp_path / "list.txt", [f"{v} {k}" for k, v in enumerate(videos)]),
                                train=True, seed=0, num_frames=2, sampling_rate=2, input_size=16)
 
     def epochs(generator_seed: int, count: int = 2) -> list[dict]:
-        loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2,
+        loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2, persistent_workers=persistent_workers,
                             generator=torch.Generator().manual_seed(generator_seed))
         return [[batch for batch in loader] for _ in range(count)]
 

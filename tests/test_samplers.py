@@ -28,6 +28,14 @@ def test_actor_returns_logits_and_state(kind: str) -> None:
     assert PlackettLuce(logits, K, normalize_entropy=True).entropy().min() > 0.999
 
 
+@pytest.mark.parametrize("kind", ["trajectory", "orthoformer", "mha"])
+def test_actor_is_deterministic(kind: str) -> None:
+    # PPO's first ratio pi_new / pi_old must be exactly 1 at unchanged parameters
+    actor = tiny_actor(kind).train()
+    obs = torch.randn(2, NUM_TOKENS, EMBED_DIM)
+    assert torch.equal(actor(obs)[0], actor(obs)[0])
+
+
 def test_kinds_build_the_right_networks() -> None:
     assert isinstance(tiny_actor("trajectory"), TATSActor)
     assert tiny_actor("orthoformer").blocks[0].attn.attn_impl == "orthoformer"

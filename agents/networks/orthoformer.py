@@ -6,9 +6,12 @@ softmax attention through L landmarks chosen among the queries:
 
     softmax_p(q_n . k_tp / sqrt(c))  ~=  sum_l softmax_l(q_n . m_l / sqrt(c)) softmax_p(m_l . k_tp / sqrt(c))
 
-so the trajectory tokens cost O(N * L * T') instead of O(N^2): linear in N for a fixed
-number of frames T'. Both factors are softmaxes, so every approximate row still sums to 1
-within each frame. The landmarks are picked greedily to be as orthogonal as possible to
+so the trajectory tokens cost O(N * L * T' * c) per head instead of O(N^2 * c): linear in N
+for a fixed number of frames T' (more pixels per frame). When N grows through T' (more
+frames, N = T' * P) both are quadratic in N, the approximation by a factor ~L / (2P) - and
+the N * T' trajectory tokens themselves, which Eq. 2 needs, are O(N * T') in memory either
+way. Both factors are softmaxes, so every approximate row still sums to 1 within each
+frame. The landmarks are picked greedily to be as orthogonal as possible to
 those already picked (smallest maximum |cosine|), which spreads them over the queries.
 
 Differences from Motionformer's ``orthoformer`` (``shared_landmarks=True`` path), on
@@ -46,16 +49,16 @@ def orthogonal_landmark_indices(queries: torch.Tensor, num_landmarks: int) -> to
     unit = F.normalize(queries.float(), dim=-1)
     unit_t = unit.transpose(-1, -2).contiguous()  # (B, H, c, N): row-vector products run faster
     current = queries.float().norm(dim=-1).argmax(dim=-1)  # (B, H)
-    taken = torch.zeros(unit.shape[:-1], dtype=torch.bool, device=unit.device)  # (B, H, N)
-    max_abs_cos = torch.zeros(unit.shape[:-1], dtype=unit.dtype, device=unit.device)
+    # max |cos| to the landmarks so far; +inf marks a chosen landmark, never picked again
+    max_abs_cos = torch.zeros(unit.shape[:-1], dtype=unit.dtype, device=unit.device)  # (B, H, N)
+    max_abs_cos.scatter_(-1, current.unsqueeze(-1), float("inf"))
     chosen = [current]
     for _ in range(num_landmarks - 1):
-        taken.scatter_(-1, current.unsqueeze(-1), True)
         landmark = unit.gather(-2, current[..., None, None].expand(*current.shape, 1, width))
-        abs_cos = (landmark @ unit_t).squeeze(-2).abs()  # (B, H, N)
-        max_abs_cos = torch.maximum(max_abs_cos, abs_cos)
-        # already chosen landmarks get +inf so argmin never picks them again
-        current = max_abs_cos.masked_fill(taken, float("inf")).argmin(dim=-1)
+        abs_cos = (landmark @ unit_t).squeeze(-2).abs_()  # (B, H, N)
+        torch.maximum(max_abs_cos, abs_cos, out=max_abs_cos)
+        current = max_abs_cos.argmin(dim=-1)
+        max_abs_cos.scatter_(-1, current.unsqueeze(-1), float("inf"))
         chosen.append(current)
     return torch.stack(chosen, dim=-1)
 
