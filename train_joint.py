@@ -193,7 +193,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             last.update(agent.update(buffer))
             updates += 1
             if is_main and cfg.train.dump_buffer_every > 0 and updates % cfg.train.dump_buffer_every == 0:
-                dump_hdf5(buffer, output_dir / "buffers" / f"buffer-{updates:06d}.h5")
+                dump_hdf5(buffer, output_dir / "buffers" / f"buffer-{updates:06d}.h5", metadata=agent.metadata())
             buffer.reset()
         step += n_steps
         elapsed = time.perf_counter() - tic

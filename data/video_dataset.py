@@ -6,12 +6,18 @@ replaced by the next readable one; the item's ``skipped`` says how many were pas
 The memo is per process: DataLoader workers inherit what the parent knew when they were forked,
 and each worker warns about the files it finds bad itself.
 
-Randomness (train only: clip start, crop, flip). Item ``i`` gets its own torch generator seeded
-from ``(seed, worker_seed, n, i)``: ``worker_seed`` is ``torch.utils.data.get_worker_info().seed``
-inside a DataLoader worker (drawn from the DataLoader's generator at each new iterator, plus the
-worker id) and 0 in the main process; ``n`` counts how many times this copy of the dataset has
-fetched item ``i``. So the same seed, DataLoader generator and ``num_workers`` give the same
-clips, and each epoch gets fresh crops, with or without persistent workers. Eval is deterministic.
+Randomness (train only: clip start, crop, flip; eval is deterministic). Item ``i`` gets its
+own torch generator, seeded in one of two ways:
+
+- after ``set_epoch(e)`` (called by the training loop before each epoch, as ``ClipSource``
+  does): from ``(seed, e, i)``. The same clip whatever ``num_workers``, the worker that
+  fetches it, or the point a run was resumed from.
+- otherwise: from ``(seed, worker_seed, n, i)``: ``worker_seed`` is
+  ``torch.utils.data.get_worker_info().seed`` in a DataLoader worker (drawn from the
+  DataLoader's generator at each new iterator, plus the worker id) and 0 in the main process;
+  ``n`` counts how often this copy of the dataset has fetched ``i``. So the same seed,
+  DataLoader generator and ``num_workers`` give the same clips, and each epoch gets fresh
+  crops even with persistent workers and no ``set_epoch``.
 """
 
 from __future__ import annotations
@@ -118,16 +124,24 @@ class _VideoClipDataset(Dataset):
         self.num_frames, self.sampling_rate, self.input_size = num_frames, sampling_rate, input_size
         self.train, self.seed = train, seed
         self.transform = TrainClipTransform(input_size) if train else EvalClipTransform(input_size)
+        self.epoch: int | None = None  # set by set_epoch
         self._fetch_counts: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.videos)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Seed train items from ``(seed, epoch, index)`` from now on (see the module docstring)."""
+        self.epoch = int(epoch)
+
     def _item_generator(self, index: int) -> torch.Generator:
-        worker = get_worker_info()
-        fetch_count = self._fetch_counts.get(index, 0)
-        self._fetch_counts[index] = fetch_count + 1
-        key = [self.seed % (1 << 64), worker.seed if worker is not None else 0, fetch_count, index]
+        if self.epoch is not None:
+            key = [self.seed % (1 << 64), self.epoch, index]
+        else:
+            worker = get_worker_info()
+            fetch_count = self._fetch_counts.get(index, 0)
+            self._fetch_counts[index] = fetch_count + 1
+            key = [self.seed % (1 << 64), worker.seed if worker is not None else 0, fetch_count, index]
         seed = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
         return torch.Generator().manual_seed(int(seed) >> 1)  # manual_seed wants < 2**63
 

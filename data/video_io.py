@@ -1,4 +1,7 @@
-"""Reading clips from video files with decord, and choosing which frames to read."""
+"""Reading clips from video files with decord, and choosing which frames to read.
+
+Each reader decodes with one thread: parallelism comes from DataLoader workers, one reader each.
+"""
 
 from __future__ import annotations
 

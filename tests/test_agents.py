@@ -333,7 +333,7 @@ def test_collect_and_update_smoke(name, options):
     before = {k: v.clone() for k, v in agent.policy.state_dict().items() if torch.is_tensor(v)}
     stats = agent.update(buffer)
     if not agent.learns:
-        assert stats == {} and "policy" not in data.get_keys() or len(data.policy.get_keys()) == 0
+        assert stats == {}
         return
     # the buffer holds the episode as the paper's memory M_b (Algorithm 1 line 12)
     with torch.no_grad():

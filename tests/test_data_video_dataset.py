@@ -163,15 +163,16 @@ def test_eval_items_are_deterministic(tmp_path, good_videos):
     assert torch.equal(dataset[0]["video"], dataset[0]["video"])
 
 
-@pytest.mark.parametrize("persistent_workers", [False, True])
-def test_dataloader_workers_reproducible_given_its_generator(tmp_path, persistent_workers):
+# one persistent worker fetches every item each epoch: only the fetch count can vary its crops
+@pytest.mark.parametrize("num_workers, persistent_workers", [(2, False), (1, True)])
+def test_dataloader_workers_reproducible_given_its_generator(tmp_path, num_workers, persistent_workers):
     # noise videos so that different crops give different tensors
     videos = [write_video(tmp_path / f"n{k}.mp4", 12, noise=True) for k in range(4)]
     dataset = VideoListDataset(write_list(tmp_path / "list.txt", [f"{v} {k}" for k, v in enumerate(videos)]),
                                train=True, seed=0, num_frames=2, sampling_rate=2, input_size=16)
 
     def epochs(generator_seed: int, count: int = 2) -> list[dict]:
-        loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2, persistent_workers=persistent_workers,
+        loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=num_workers, persistent_workers=persistent_workers,
                             generator=torch.Generator().manual_seed(generator_seed))
         return [[batch for batch in loader] for _ in range(count)]
 
@@ -184,3 +185,22 @@ def test_dataloader_workers_reproducible_given_its_generator(tmp_path, persisten
     by_index = lambda epoch: flatten(epoch)[order(epoch).argsort()]
     assert not torch.equal(by_index(run[0]), by_index(run[1]))  # a new epoch, new crops
     assert not torch.equal(by_index(run[0]), by_index(other[0]))
+
+
+def test_set_epoch_fixes_each_item_whatever_the_workers_or_resume_point(tmp_path):
+    videos = [write_video(tmp_path / f"n{k}.mp4", 12, noise=True) for k in range(4)]
+    dataset = VideoListDataset(write_list(tmp_path / "list.txt", [f"{v} {k}" for k, v in enumerate(videos)]),
+                               train=True, seed=0, num_frames=2, sampling_rate=2, input_size=16)
+
+    def clips(epoch: int, batches: list[list[int]], num_workers: int) -> dict[int, torch.Tensor]:
+        dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
+                            generator=torch.Generator().manual_seed(num_workers))
+        return {int(i): v for batch in loader for i, v in zip(batch["index"], batch["video"])}
+
+    full = clips(3, [[2, 0], [3, 1]], num_workers=0)
+    resumed = clips(3, [[3, 1]], num_workers=2)  # a run resumed after its first batch, with workers
+    assert all(torch.equal(resumed[i], full[i]) for i in (3, 1))
+    assert torch.equal(dataset[0]["video"], full[0]) and torch.equal(dataset[0]["video"], full[0])  # no drift
+    next_epoch = clips(4, [[2, 0], [3, 1]], num_workers=0)
+    assert not all(torch.equal(next_epoch[i], full[i]) for i in range(4))

@@ -35,6 +35,11 @@ def test_script_smoke_run(tmp_path):
     assert dumps, "PPO cycles should have dumped a buffer"
     buffer = ReplayBuffer.load_hdf5(str(dumps[0]))
     assert len(buffer) == 4
+    png = tmp_path / "heat.png"
+    inspect = subprocess.run([sys.executable, "-m", "agents.inspect", str(dumps[-1]), "--png", str(png)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert inspect.returncode == 0, inspect.stderr[-2000:]
+    assert "reward" in inspect.stdout and png.stat().st_size > 0
     state = torch.load(out / "checkpoint-latest.pt", weights_only=False)
     assert state["step"] == 8 and state["policy_updates"] == 4
     # the same output_dir again without resume=true is refused, naming the way out
