@@ -101,7 +101,7 @@ def group_advantages(returns_B: torch.Tensor, group_B: torch.Tensor, *, normaliz
     if not normalize_std:
         return centred
     sq = torch.zeros(num_groups, device=returns_B.device).index_add_(0, inverse, centred.pow(2))
-    std = (sq / count).sqrt()  # sample std; a lone member has centred = 0
+    std = (sq / (count - 1).clamp_min(1)).sqrt()  # sample std; a lone member has centred = 0
     return centred / (std[inverse] + eps)
 
 

@@ -167,7 +167,7 @@ class TATSPPO(PPO):
         value = self.critic(minibatch.obs).float().flatten()
         value_loss = (value - minibatch.returns).pow(2).mean()  # (psi(X_mu) - R)^2
         entropy = dist.entropy().mean()  # H(X, pi_theta)
-        loss = -(self.policy_coef * clip_objective - self.vf_coef * value_loss - self.ent_coef * entropy)
+        loss = -(self.policy_coef * clip_objective - self.vf_coef * value_loss + self.ent_coef * entropy)
         with torch.no_grad():
             stats = {
                 "loss": loss, "clip_objective": clip_objective, "value_loss": value_loss,

@@ -157,7 +157,7 @@ class AdaMAEReinforce(Reinforce):
             masked = ~dist.visible_mask(minibatch.act)
             num_masked = masked.sum(-1).clamp_min(1)
             # dist.logits are the normalised log p_i (temperature applied)
-            weighted = torch.where(masked, dist.logits * minibatch.token_error.flip(-1), 0.0).sum(-1)
+            weighted = torch.where(masked, dist.logits * minibatch.token_error, 0.0).sum(-1)
             pg_loss = -(weighted / num_masked).mean()
             stats["masked_error_mean"] = (torch.where(masked, minibatch.token_error, 0.0).sum(-1) / num_masked).mean()
         else:
