@@ -134,6 +134,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     agent = build_agent(cfg.agent.name, env=env, config=OmegaConf.to_container(cfg.agent, resolve=True),
                         device=device)
     if world_size > 1 and agent.algorithm is not None:
+        for tensor in [*agent.algorithm.parameters(), *agent.algorithm.buffers()]:
+            dist.broadcast(tensor.data, src=0)  # every rank starts from rank 0's policy
         average_gradients_across_ranks(agent.algorithm, world_size)
     adapter = TianshouVectorEnv(env)
     steps_per_cycle = cfg.train.update_steps_mae

