@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tianshou.data import Collector, VectorReplayBuffer
+from tianshou.utils.torch_utils import policy_within_training_step
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.utils.tensorboard import SummaryWriter
@@ -188,7 +189,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if collector_stale:
                 collector.reset(reset_buffer=True)
                 collector_stale = False
-            with torch.no_grad():
+            # a training step: the policy samples (deterministic_eval only applies outside)
+            with torch.no_grad(), policy_within_training_step(agent.policy):
                 stats = collector.collect(n_step=steps_per_cycle * env.num_envs)
             n_steps, rewards = steps_per_cycle, stats.returns
             # lines 14-22: MAE untouched, the agent learns from the buffer, which is then cleared

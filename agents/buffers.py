@@ -31,12 +31,24 @@ EPISODE_KEYS = ("obs", "act", "rew", "terminated", "truncated", "done", "info", 
 
 
 def flatten_buffer(buffer: ReplayBuffer, *, include_obs: bool = True) -> ReplayBuffer:
-    """A flat ``ReplayBuffer`` holding exactly the valid episodes of ``buffer``, in its order."""
+    """A flat ``ReplayBuffer`` holding exactly the valid episodes of ``buffer``, in its order.
+
+    Reads the stored fields directly (``buffer[:]`` would also build ``obs_next``, a second
+    copy of every observation).
+    """
     if len(buffer) == 0:
         raise ValueError("the buffer is empty: nothing to dump")
-    data = buffer[:]
-    size = len(data)
-    fields = {key: data[key] for key in EPISODE_KEYS if key in data.get_keys()}
+    indices = buffer.sample_indices(0)  # every valid slot, oldest first per sub-buffer
+    size = len(indices)
+    fields: dict[str, Any] = {}
+    for key in EPISODE_KEYS:
+        try:
+            stored = getattr(buffer, key)
+        except AttributeError:  # e.g. no policy entries (fixed maskers)
+            continue
+        if isinstance(stored, Batch) and len(stored.get_keys()) == 0:
+            continue
+        fields[key] = stored[indices]
     if not include_obs:
         fields["obs"] = np.zeros(size, dtype=np.float32)
     flat = ReplayBuffer(size, ignore_obs_next=True)

@@ -9,7 +9,8 @@ Prints what the sampler did and how sure it was:
 - concentration, from the stored single-draw probabilities: how many tokens carry half
   the probability mass (uniform: N/2), the largest p, and exp(H), the effective number
   of tokens;
-- how evenly tokens were kept visible (each token's visible frequency; uniform: K/N).
+- how evenly tokens were kept visible (each token's visible frequency; uniform: K/N), and
+  which share of the visible tokens fell in each frame t' (uniform: 1/T').
 
 ``--png`` draws one panel per temporal index t' of the (t', h, w) token grid: how often
 each token was visible, and, if stored, the mean probability the policy gave it.
@@ -86,7 +87,12 @@ def summarize(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> dict[s
             "max_prob": _stats(probs.max(axis=1)), "effective_tokens": _stats(np.exp(entropy)),
         }
     if num_tokens:
-        summary["visible_frequency"] = _stats(visible_frequency(arrays, num_tokens))
+        frequency = visible_frequency(arrays, num_tokens)
+        summary["visible_frequency"] = _stats(frequency)
+        grid = metadata.get("grid")
+        if grid is not None and int(np.prod(grid)) == num_tokens:  # frame-major: (T', H' * W')
+            per_frame = frequency.reshape(int(grid[0]), -1).sum(1) / num_visible
+            summary["visible_share_per_frame"] = {f"t'={t}": float(v) for t, v in enumerate(per_frame)}
     return summary
 
 
@@ -100,7 +106,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for key, value in summary.items():
         if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
             lines.append(f"{key}:")
-            lines += [f"  {sub:<21} {cells(v) if isinstance(v, dict) else f'{v:.5g}'}" for sub, v in value.items()]
+            lines += [f"  {sub:<23} {cells(v) if isinstance(v, dict) else f'{v:.5g}'}" for sub, v in value.items()]
         elif isinstance(value, dict):
             lines.append(f"{key + ':':<23} {cells(value)}")
         else:
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(arrays, metadata)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     if args.png:
-        print(f"heatmaps: {draw_heatmaps(arrays, metadata, args.png)}", file=sys.stderr)
+        print(f"heatmaps: {draw_heatmaps(arrays, metadata, args.png)}")
     return 0
 
 

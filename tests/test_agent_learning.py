@@ -134,6 +134,7 @@ class MeanTokenCritic(torch.nn.Module):
 def train(name: str, config: dict, *, updates: int, clips: int = 32, group_size: int = 1, noise_var: float = 1.0):
     """Algorithm 1's loop with k = 1: collect one step of every env, update, clear the buffer."""
     torch.manual_seed(0)
+    np.random.seed(0)  # Tianshou shuffles minibatches with numpy's global RNG
     env = ToyTokenEnv(clips=clips, group_size=group_size, seed=0, noise_var=noise_var)
     dim = env.single_observation_space.shape[-1]
     agent = build_agent(name, env=env, config=config, actor=TokenLinear(dim), critic=MeanTokenCritic(dim))

@@ -16,6 +16,8 @@ from agents.algorithms import (
     ReinforceConfig,
     group_advantages,
 )
+from agents import inspect as inspector
+from agents.buffers import dump_hdf5, read_rollouts
 from agents.registry import AGENTS, build_agent, group_size_of, make_config
 from envs import TianshouVectorEnv
 from tests.test_env import make_env
@@ -318,7 +320,7 @@ def test_fixed_agents_act_validly_and_resume(name):
     ("random", {}),
     ("tube", {}),
 ])
-def test_collect_and_update_smoke(name, options):
+def test_collect_and_update_smoke(name, options, tmp_path):
     torch.manual_seed(0)
     env = make_env(batch=4 // group_size_of(name, options), group_size=group_size_of(name, options))
     agent = build_agent(name, env=env, config=options)
@@ -332,6 +334,9 @@ def test_collect_and_update_smoke(name, options):
     assert len(data) == 8 and data.act.shape == (8, env.num_visible)
     before = {k: v.clone() for k, v in agent.policy.state_dict().items() if torch.is_tensor(v)}
     stats = agent.update(buffer)
+    summary = inspector.summarize(*read_rollouts(dump_hdf5(buffer, tmp_path / "b.h5", metadata=agent.metadata())))
+    assert summary["episodes"] == 8 and summary["grid"] == list(env.mae.grid)
+    assert ("advantage" in summary) == (name in ("ppo", "grpo"))
     if not agent.learns:
         assert stats == {}
         return

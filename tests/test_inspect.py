@@ -97,6 +97,8 @@ def test_summary_numbers_by_hand(tmp_path):
     frequency = inspector.visible_frequency(read_rollouts(path)[0], N)
     np.testing.assert_allclose(frequency, [0.75, 0.25, 0.25, 0.5, 0.0, 0.25])
     assert summary["visible_frequency"]["max"] == 0.75 and summary["visible_frequency"]["min"] == 0.0
+    # frame t'=0 holds tokens 0-2: 5 of the 8 visible tokens
+    assert summary["visible_share_per_frame"] == pytest.approx({"t'=0": 5 / 8, "t'=1": 3 / 8})
 
 
 def test_cli_prints_summary_and_writes_png(tmp_path, capsys):

@@ -170,7 +170,8 @@ class AdaMAEReinforce(Reinforce):
     def _update_with_batch(self, batch: Batch, batch_size: int | None, repeat: int) -> ScalarTrainingStats:
         accumulator, steps = StatsAccumulator(), 0
         for _ in range(repeat):
-            for minibatch in batch.split(batch_size or -1, merge_last=True):
+            # minibatches in a fresh random order each pass (numpy RNG); one batch: as is
+            for minibatch in batch.split(batch_size or -1, shuffle=batch_size is not None, merge_last=True):
                 loss, stats = self.compute_loss(minibatch)
                 self.optim.step(loss)
                 accumulator.add(**stats)
