@@ -16,6 +16,7 @@ lines 14-20), then the buffer is cleared (line 22).
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -210,6 +211,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         })
         if device.type == "cuda":
             last["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        else:  # peak resident set size of this process (Linux reports KiB)
+            last["perf/peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if step % cfg.train.log_every < n_steps or step >= total_steps:
             log(last)
         progress.update(n_steps)

@@ -45,3 +45,19 @@ def test_bad_values_name_the_key(overrides, message):
 def test_wrong_type_is_an_error():
     with pytest.raises(ConfigCompositionException, match="mask_ratio"):
         make("mask_ratio=lots")
+
+
+@pytest.mark.parametrize("dataset", ["ucf101", "hmdb51", "k400", "ssv2"])
+@pytest.mark.parametrize("ratio", [85, 90, 95])
+def test_paper_presets_need_only_a_list_file(tmp_path, dataset, ratio):
+    with pytest.raises(ConfigError, match="data.train_list"):
+        validate(make(f"preset={dataset}_mr{ratio}"))
+    listing = tmp_path / "train.csv"
+    listing.write_text("a.mp4\t0\n")
+    cfg = make(f"preset={dataset}_mr{ratio}", f"data.train_list={listing}")
+    validate(cfg)
+    assert cfg.mask_ratio == pytest.approx(ratio / 100)
+    assert (cfg.model.name, cfg.agent.name, cfg.data.num_frames, cfg.train.batch_size) == ("base", "ppo", 16, 32)
+    assert cfg.data.sampling_rate == (4 if dataset == "k400" else 2)
+    assert (cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.mae_only_epochs) == (400, 40, 10)
+    assert cfg.agent.lr == pytest.approx(1.5e-6) and cfg.agent.policy_coef == pytest.approx(1e-4)
