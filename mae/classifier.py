@@ -38,6 +38,15 @@ from torch import nn
 from mae.model import PretrainVideoMAE, VideoMAEEncoder
 from mae.registry import SIZES
 
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's keys or shapes do not fit the model; the message lists them."""
+
+
+# The pretraining encoder's final norm: replaced by fc_norm after pooling (VideoMAE does the same).
+PRETRAIN_ONLY_KEYS = frozenset({"encoder.norm.weight", "encoder.norm.bias"})
+
+
 # Encoder constructor arguments and the pretraining model's defaults for them.
 _ENCODER_ARGS = ("img_size", "patch_size", "num_frames", "tubelet_size", "embed_dim", "depth", "num_heads",
                  "mlp_ratio")
@@ -162,22 +171,18 @@ class VideoClassifier(nn.Module):
         """Load the ``encoder.*`` entries of a pretraining state dict (other entries ignored)."""
         encoder_state = {k: v for k, v in state.items() if k.startswith("encoder.")}
         if not encoder_state:
-            raise RuntimeError(f"{source} holds no 'encoder.*' keys: not a VideoMAE/TATS pretraining state dict "
+            raise CheckpointMismatchError(f"{source} holds no 'encoder.*' keys: not a VideoMAE/TATS pretraining state dict "
                                f"(first keys: {sorted(state)[:5]})")
         encoder_state = {k: v for k, v in encoder_state.items() if k not in PRETRAIN_ONLY_KEYS}
         expected = {k: v for k, v in self.state_dict().items() if k.startswith("encoder.")}
         check_keys(encoder_state, expected, source=source, target=f"{type(self).__name__}.encoder")
-        self.load_state_dict(encoder_state, strict=False)
+        self.load_state_dict(encoder_state, strict=False)  # every encoder key checked above; fc_norm, head stay new
 
     def load_finetuned_state(self, state: dict[str, torch.Tensor], *, source: str) -> None:
         """Load a VideoMAE fine-tuned state dict (``blocks.*``, ``fc_norm.*``, ``head.*``) strictly."""
         renamed = {(k if k.split(".")[0] in ("fc_norm", "head") else f"encoder.{k}"): v for k, v in state.items()}
         check_keys(renamed, self.state_dict(), source=source, target=type(self).__name__)
         self.load_state_dict(renamed, strict=True)
-
-
-# The pretraining encoder's final norm: replaced by fc_norm after pooling (VideoMAE does the same).
-PRETRAIN_ONLY_KEYS = frozenset({"encoder.norm.weight", "encoder.norm.bias"})
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -207,7 +212,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = checkpoint[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RuntimeError(f"{path} does not hold a state dict (expected tensors under 'model', 'module', "
+        raise CheckpointMismatchError(f"{path} does not hold a state dict (expected tensors under 'model', 'module', "
                            "'state_dict' or at the top level)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -224,7 +229,7 @@ def read_tats_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dic
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or "mae" not in checkpoint or "config" not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise RuntimeError(f"{path} is not a train_joint.py checkpoint (needs keys 'mae' and 'config', found "
+        raise CheckpointMismatchError(f"{path} is not a train_joint.py checkpoint (needs keys 'mae' and 'config', found "
                            f"{found}); for an official VideoMAE file use checkpoint_format=videomae")
     return checkpoint["mae"], tats_architecture(checkpoint["config"])
 
@@ -237,7 +242,7 @@ def tats_architecture(config: dict[str, Any]) -> dict[str, Any]:
 
 def check_keys(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], *, source: str,
                target: str) -> None:
-    """Raise ``RuntimeError`` listing missing and unexpected keys and shape mismatches."""
+    """Raise :class:`CheckpointMismatchError` listing missing and unexpected keys and shape mismatches."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
@@ -252,7 +257,7 @@ def check_keys(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
         details.append("shape mismatch: " + ", ".join(
             f"{k} file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong_shape[:8]))
     hint = " (is the model size right? e.g. model=base)" if wrong_shape or unexpected else ""
-    raise RuntimeError(f"{source} does not match {target}: " + "; ".join(details) + hint)
+    raise CheckpointMismatchError(f"{source} does not match {target}: " + "; ".join(details) + hint)
 
 
 def layer_scales(model: nn.Module, layer_decay: float) -> dict[str, float]:

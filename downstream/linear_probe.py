@@ -1,0 +1,201 @@
+"""Linear probing: a linear classifier on the frozen encoder's mean-pooled features.
+
+    python -m downstream.linear_probe checkpoint=runs/ppo-tiny-synthetic/checkpoint-latest.pt
+    python -m downstream.linear_probe                               # random encoder (the floor)
+
+The encoder is the pretraining encoder as it was trained (eval mode, all N tokens, no
+masking, its final LayerNorm kept), frozen; the feature of a clip is the mean of its N
+output tokens. The probe is MAE's: ``BatchNorm1d(affine=False, eps=1e-6)`` then ``Linear``
+(weights trunc-normal 0.01). MAE trains it with LARS at batch 16384; here plain SGD with
+momentum 0.9 (``train.opt=sgd``, lr = blr * batch / 256, blr 0.1, no weight decay, warm-up
+then cosine) or AdamW (``train.opt=adamw``). With ``train.augment=false`` (default) the
+features of every training clip are extracted once, without augmentation, and the probe
+trains on them; ``train.augment=true`` draws a random resized crop + flip per clip per step
+and recomputes features. Test: the shared multi-view protocol (:mod:`downstream.evaluate`).
+Single process (feature extraction is one pass).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from timm.layers import trunc_normal_
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from configs import CONFIG_DIR, ConfigError
+from configs.downstream_schema import register_downstream_configs, validate_downstream
+from downstream.common import build_frozen_encoder, run_cli
+from downstream.datasets import default_flip_prob, eval_dataset, infer_num_classes, train_dataset
+from downstream.evaluate import evaluate, make_eval_loader
+from downstream.video_aug import FinetuneClipTransform
+from mae.model import VideoMAEEncoder
+from runtime import checkpoint
+from runtime.distributed import init_processes
+from runtime.setup import save_resolved_config, seed_everything
+
+register_downstream_configs()
+
+
+class LinearProbe(nn.Module):
+    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear.
+
+    Shapes:
+        video ``(B, 3, T, H, W)`` -> logits ``(B, num_classes)``; features ``(B, D)``.
+    """
+
+    def __init__(self, encoder: VideoMAEEncoder, num_classes: int):
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False).eval()
+        dim = encoder.norm.normalized_shape[0]
+        self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+        trunc_normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def train(self, mode: bool = True) -> LinearProbe:
+        super().train(mode)
+        self.encoder.eval()  # frozen: no drop path, ever
+        return self
+
+    @torch.no_grad()
+    def features(self, video: torch.Tensor) -> torch.Tensor:
+        return self.encoder(video).mean(dim=1).float()
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(features))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(video))
+
+
+@torch.no_grad()
+def extract_features(probe: LinearProbe, dataset, *, batch_size: int, num_workers: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of every clip of ``dataset``. Shapes: ``(M, D)`` float32, ``(M,)`` int64."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    features, labels = [], []
+    for batch in tqdm(loader, desc="features", dynamic_ncols=True, leave=False):
+        features.append(probe.features(batch["video"].to(device)).cpu())
+        labels.append(batch["label"])
+    return torch.cat(features), torch.cat(labels)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    validate_downstream(cfg)
+    _, world_size, device = init_processes(cfg.device)
+    if world_size > 1:
+        raise NotImplementedError("linear probing runs in one process; start it without torchrun")
+    output_dir = Path(cfg.output_dir)
+    save_resolved_config(cfg, output_dir)
+    writer = SummaryWriter(str(output_dir / "tb"))
+    seed_everything(cfg.seed)
+    wall_start = time.perf_counter()
+
+    # ---- the frozen encoder and the probe
+    num_classes = infer_num_classes(cfg)
+    encoder = build_frozen_encoder(cfg)
+    probe = LinearProbe(encoder, num_classes).to(device)
+    patch = encoder.patch_embed.proj.kernel_size
+    size = encoder.patch_embed.grid[1] * patch[1]
+    shapes = dict(input_size=size, patch_size=patch[1], tubelet_size=patch[0])
+
+    # ---- training data: features extracted once (no augmentation), or augmented clips every step
+    batch_size = cfg.train.batch_size
+    if cfg.train.augment:
+        transform = FinetuneClipTransform(size, randaug=None, flip_prob=default_flip_prob(cfg))
+        source = train_dataset(cfg, **shapes, transform=transform)
+    else:
+        tic = time.perf_counter()
+        features, labels = extract_features(probe, train_dataset(cfg, **shapes, transform=None),
+                                            batch_size=batch_size, num_workers=cfg.data.num_workers, device=device)
+        writer.add_scalar("perf/feature_extraction_s", time.perf_counter() - tic, 0)
+        source = TensorDataset(features, labels)
+    steps_per_epoch = len(source) // batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"train.batch_size={batch_size} exceeds the {len(source)} training clips: "
+                          "not one step per epoch")
+
+    # ---- optimiser and schedule
+    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * batch_size / 256
+    params = [p for p in probe.parameters() if p.requires_grad]
+    if cfg.train.opt == "sgd":
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=lr, betas=(cfg.train.momentum, 0.999),
+                                      weight_decay=cfg.train.weight_decay)
+    schedule_steps = steps_per_epoch * cfg.train.epochs
+    warmup_steps = min(int(cfg.train.warmup_epochs * steps_per_epoch), schedule_steps - 1)
+    scheduler = CosineLRScheduler(optimizer, t_initial=schedule_steps - warmup_steps, lr_min=cfg.train.min_lr,
+                                  warmup_t=warmup_steps, warmup_lr_init=0.0, warmup_prefix=True,
+                                  t_in_epochs=False)
+    criterion = nn.CrossEntropyLoss()
+
+    # ---- the loop
+    total_steps = schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps)
+    progress = tqdm(total=total_steps, desc="linear probe", dynamic_ncols=True)
+    step, last = 0, {}
+    probe.train()
+    for epoch in range(cfg.train.epochs):
+        if hasattr(source, "set_epoch"):
+            source.set_epoch(epoch)
+        loader = DataLoader(source, batch_size=batch_size, shuffle=True, drop_last=True,
+                            num_workers=cfg.data.num_workers if cfg.train.augment else 0,
+                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        for batch in loader:
+            if cfg.train.augment:
+                inputs, targets = probe.features(batch["video"].to(device)), batch["label"].to(device)
+            else:
+                inputs, targets = batch[0].to(device), batch[1].to(device)
+            logits = probe.classify(inputs)
+            loss = criterion(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            scheduler.step_update(step)
+            last = {"probe/loss": loss.item(), "probe/lr": optimizer.param_groups[0]["lr"],
+                    "probe/train_top1": 100.0 * float((logits.argmax(1) == targets).float().mean())}
+            if step % cfg.train.log_every == 0 or step == total_steps:
+                for key, value in last.items():
+                    writer.add_scalar(key, value, step)
+            progress.update(1)
+            progress.set_postfix(loss=f"{last['probe/loss']:.4f}")
+            if step >= total_steps:
+                break
+        if step >= total_steps:
+            break
+    progress.close()
+
+    # ---- multi-view test
+    eval_loader = make_eval_loader(eval_dataset(cfg, **shapes), batch_size=cfg.test.batch_size or batch_size,
+                                   num_workers=cfg.data.num_workers)
+    result = evaluate(probe, eval_loader, device, progress=True)
+    scalars = {**result.scalars(), "eval/views_per_video": result.views_per_video}
+    for key, value in scalars.items():
+        writer.add_scalar(key, value, step)
+    writer.close()
+    checkpoint.save_atomic(dict(norm=probe.norm.state_dict(), head=probe.head.state_dict(), step=step,
+                                num_classes=num_classes, config=OmegaConf.to_container(cfg, resolve=True)),
+                           output_dir / "probe.pt")
+    metrics = {**scalars, "steps": step, "lr": lr, "wall_time_s": time.perf_counter() - wall_start}
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"linear probe: top-1 {result.top1:.2f}  top-5 {result.top5:.2f}  over {result.num_videos} videos")
+    return {**last, **scalars}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="linear_probe")
+def main(cfg: DictConfig) -> None:
+    run_cli(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

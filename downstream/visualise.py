@@ -1,0 +1,371 @@
+"""What a ``train_joint.py`` checkpoint does with one clip: mask, probabilities, reconstruction.
+
+    python -m downstream.visualise --video clip.mp4 --checkpoint runs/ppo-tiny-synthetic/checkpoint-latest.pt \\
+        --out fig.png [--gif] [--compare random|tube] [--query T,H,W] [--deterministic] [--seed 0]
+    python -m downstream.visualise --synthetic 3 --checkpoint CKPT --out fig.png
+
+One column per tubelet step t' (its first frame); the rows:
+
+- ``input``: the clip (a video file: centred window, short side resized, centre crop, as in
+  evaluation; ``--synthetic I``: clip I of the built-in held-out split);
+- ``visible (policy)``: the mask the checkpoint's agent samples (``--deterministic``: its K
+  most probable tokens), masked tokens dimmed;
+- ``reconstruction``: visible tokens as they are, masked ones the MAE's prediction,
+  de-normalised with the true per-patch mean and std of the input (the target is per patch
+  and channel over its tubelet x patch x patch pixels, unbiased std + 1e-6), as VideoMAE's
+  visualisation does;
+- ``error``: per-token reconstruction MSE (Eq. 6) of the masked tokens;
+- ``p (policy)``: the policy's single-draw probabilities pi_theta(X) (Plackett-Luce
+  ``probs`` of the actor's logits with its temperature) on the MAE's tokens; uniform for the
+  fixed maskers ``random``/``tube``;
+- ``motion``: (``--synthetic`` only) the ground truth: tokens a moving object covers;
+- ``visible (random|tube)``: (``--compare``) a fixed masker's mask at the same ratio, with
+  its reconstruction loss in the label;
+- ``attention``: (``--query t,h,w``) the actor's first attention layer for that token:
+  per-frame spatial softmax of Eq. 1 (trajectory actors, with Eq. 2's weight over frames in
+  each title) or the self-attention row (MHA actors); the query is outlined.
+
+``--gif`` also writes the same rows as an animation over all T frames (``<out>.gif``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from einops import rearrange  # noqa: E402
+from gymnasium import spaces  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
+
+import mae  # noqa: E402
+from agents.distributions import PlackettLuce  # noqa: E402
+from agents.registry import build_agent  # noqa: E402
+from data import EvalClipTransform, SyntheticMotionVideos, VideoReadError, read_clip  # noqa: E402
+from downstream.attention_maps import actor_attention  # noqa: E402
+from mae.classifier import CheckpointMismatchError  # noqa: E402
+from runtime import checkpoint  # noqa: E402
+
+PANEL_INCHES, LABEL_INCHES, TITLE_INCHES, DPI = 1.5, 1.3, 0.35, 100
+
+
+@dataclass
+class Pretrained:
+    """A ``train_joint.py`` checkpoint, rebuilt: the MAE, the agent, the run's config."""
+
+    model: mae.PretrainVideoMAE
+    agent: object
+    config: dict
+    num_visible: int
+
+
+def load_pretrained(path: str | Path) -> Pretrained:
+    """Rebuild the MAE and the agent of a checkpoint (CPU, eval mode); works for every agent."""
+    state = checkpoint.load(path)
+    if not isinstance(state, dict) or not {"mae", "agent", "config"} <= set(state):
+        raise CheckpointMismatchError(f"{path} is not a train_joint.py checkpoint (needs 'mae', 'agent', 'config')")
+    cfg = state["config"]
+    overrides = dict(num_frames=cfg["data"]["num_frames"])
+    for key in ("img_size", "decoder_depth"):
+        if cfg["model"].get(key) is not None:
+            overrides[key] = cfg["model"][key]
+    model = mae.create_model(cfg["model"]["name"], **overrides)
+    model.load_state_dict(state["mae"])
+    model.eval()
+    env = agent_environment(model, cfg["mask_ratio"], group_size=int(cfg["agent"].get("group_size", 1)))
+    agent = build_agent(cfg["agent"]["name"], env=env, config=cfg["agent"], device="cpu")
+    agent.load_state_dict(state["agent"])
+    if agent.algorithm is not None:
+        agent.policy.actor.eval()
+    return Pretrained(model, agent, cfg, env.num_visible)
+
+
+def agent_environment(model: mae.PretrainVideoMAE, mask_ratio: float, *, group_size: int = 1) -> SimpleNamespace:
+    """What an agent reads off its environment (:meth:`agents.algorithms.common.EnvSpec.from_env`), without one."""
+    num_tokens, num_visible = model.num_tokens, mae.num_visible(model.num_tokens, mask_ratio)
+    return SimpleNamespace(
+        num_tokens=num_tokens, num_visible=num_visible, mask_ratio=mask_ratio, mae=model, group_size=group_size,
+        single_observation_space=spaces.Box(-np.inf, np.inf, (num_tokens, model.embed_dim), np.float32),
+        single_action_space=spaces.MultiDiscrete([num_tokens] * num_visible))
+
+
+def load_clip(pretrained: Pretrained, *, video: str | None = None,
+              synthetic: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """The clip ``(1, 3, T, S, S)`` (normalised), the synthetic motion ground truth ``(N,)`` or None, a name."""
+    model, data = pretrained.model, pretrained.config["data"]
+    if synthetic is not None:
+        if synthetic < 0:
+            raise ValueError(f"--synthetic wants a clip index >= 0, got {synthetic}")
+        dataset = SyntheticMotionVideos(synthetic + 1, num_frames=model.num_frames, input_size=model.img_size,
+                                        patch_size=model.patch_size, tubelet_size=model.tubelet_size,
+                                        seed=pretrained.config["seed"], split="val")
+        item = dataset[synthetic]
+        label = SyntheticMotionVideos.CLASSES[item["label"]]
+        return item["video"][None], item["motion"], f"synthetic val clip {synthetic} ({label})"
+    frames, _ = read_clip(video, model.num_frames, data["sampling_rate"], train=False)
+    return EvalClipTransform(model.img_size)(frames)[None], None, Path(video).name
+
+
+def to_pixels(video: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised ``(B, 3, T, H, W)`` -> pixels in [0, 1]."""
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1, 1)
+    return video.float() * std + mean
+
+
+@torch.no_grad()
+def reconstruct(model: mae.PretrainVideoMAE, video: torch.Tensor,
+                visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The MAE's reconstruction in pixels, with each masked patch de-normalised by its true mean/std.
+
+    Shapes:
+        video ``(1, 3, T, H, W)``, visible ``(1, N)`` -> pixels ``(1, 3, T, H, W)`` in [0, 1],
+        per-token error ``(1, N)`` (0 at visible tokens), and the clip's loss L_R.
+    """
+    pred = model(video, visible)  # (1, N - K, tubelet * p * p * 3), normalised-patch space
+    out = mae.reconstruction_loss(pred, model.target(video), visible)
+    u, p = model.tubelet_size, model.patch_size
+    patches = rearrange(to_pixels(video), "b c (t u) (h p) (w q) -> b (t h w) (u p q) c", u=u, p=p, q=p)
+    mean = patches.mean(dim=-2, keepdim=True)
+    std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+    filled = (patches - mean) / std
+    filled[~visible] = rearrange(pred.float(), "b m (k c) -> (b m) k c", c=3)
+    pixels = rearrange(filled * std + mean, "b (t h w) (u p q) c -> b c (t u) (h p) (w q)",
+                       t=model.grid[0], h=model.grid[1], w=model.grid[2], u=u, p=p, q=p)
+    return pixels.clamp(0, 1), out.per_token, float(out.per_clip[0])
+
+
+@torch.no_grad()
+def policy_mask(pretrained: Pretrained, video: torch.Tensor, *, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The agent's single-draw probabilities ``(1, N)`` and its visible mask ``(1, N)`` for the clip."""
+    agent, model, num_tokens = pretrained.agent, pretrained.model, pretrained.model.num_tokens
+    if agent.algorithm is None:  # fixed masker: every token equally likely to be drawn first
+        return torch.full((1, num_tokens), 1.0 / num_tokens), agent.policy.masks(1)
+    logits, _ = agent.policy.actor(model.tokenize(video))
+    dist = PlackettLuce(logits, k=pretrained.num_visible, temperature=agent.config.softmax_temp)
+    action = dist.mode if deterministic else dist.sample()
+    return dist.probs, mae.indices_to_mask(action, num_tokens)
+
+
+@dataclass
+class Row:
+    """One figure row: ``kind`` image (pixels ``(T, H, W, 3)``) or heat (values ``(T', H', W')`` over pixels)."""
+
+    label: str
+    kind: str
+    pixels: np.ndarray | None = None
+    heat: np.ndarray | None = None
+    titles: list[str] | None = None
+    outline: tuple[int, int, int] | None = None  # (t', h, w) of the attention query
+    cmap: str = "magma"
+    vmin: float | None = 0.0  # None: the row's smallest value (shows the spread of a narrow range)
+
+
+@dataclass
+class Visualisation:
+    """Everything drawn, as arrays: ``frames`` ``(T, H, W, 3)`` in [0, 1], the rows, the grid."""
+
+    frames: np.ndarray
+    rows: list[Row] = field(default_factory=list)
+    grid: tuple[int, int, int] = (1, 1, 1)
+    tubelet: int = 2
+    title: str = ""
+
+
+def _dimmed(frames: np.ndarray, visible: torch.Tensor, grid: tuple[int, int, int], tubelet: int) -> np.ndarray:
+    """Frames with masked tokens dimmed to a quarter over grey. Shapes: ``(T, H, W, 3)``."""
+    t, h, w = grid
+    keep = visible.reshape(t, h, w).numpy().astype(np.float32)
+    size = frames.shape[1] // h
+    keep = keep.repeat(tubelet, 0).repeat(size, 1).repeat(size, 2)[..., None]
+    return frames * (0.25 + 0.75 * keep) + 0.35 * (1 - keep)
+
+
+def build_visualisation(pretrained: Pretrained, video: torch.Tensor, *, motion: torch.Tensor | None = None,
+                        compare: str | None = None, query: tuple[int, int, int] | None = None,
+                        deterministic: bool = False, seed: int = 0, title: str = "") -> Visualisation:
+    """Run the agent and the MAE on one clip and collect the rows (see the module docstring)."""
+    torch.manual_seed(seed)
+    model, grid, tubelet = pretrained.model, pretrained.model.grid, pretrained.model.tubelet_size
+    frames = rearrange(to_pixels(video)[0], "c t h w -> t h w c").numpy()
+    probs, visible = policy_mask(pretrained, video, deterministic=deterministic)
+    recon, error, loss = reconstruct(model, video, visible)
+    error_map = np.where(visible[0].numpy(), np.nan, error[0].numpy())
+    agent_name = pretrained.config["agent"]["name"]
+    rows = [
+        Row("input", "image", pixels=frames),
+        Row(f"visible ({agent_name})", "image", pixels=_dimmed(frames, visible[0], grid, tubelet)),
+        Row(f"reconstruction\nL_R = {loss:.3f}", "image", pixels=rearrange(recon[0], "c t h w -> t h w c").numpy()),
+        Row(f"error (masked)\n{np.nanmin(error_map):.2f}-{np.nanmax(error_map):.2f}", "heat", pixels=frames,
+            heat=error_map.reshape(grid), vmin=None),
+        Row(f"p ({agent_name})\nmax {float(probs.max()):.2g}", "heat", pixels=frames,
+            heat=probs[0].numpy().reshape(grid), cmap="viridis"),
+    ]
+    if motion is not None:
+        rows.append(Row("motion\n(ground truth)", "heat", pixels=frames, heat=motion.float().numpy().reshape(grid),
+                        cmap="Greens"))
+    if compare is not None:
+        generator = torch.Generator().manual_seed(seed)
+        ratio = pretrained.config["mask_ratio"]
+        other = (mae.random_mask(1, model.num_tokens, ratio, generator=generator) if compare == "random"
+                 else mae.tube_mask(1, grid, ratio, generator=generator))
+        _, _, other_loss = reconstruct(model, video, other)
+        rows.append(Row(f"visible ({compare})\nL_R = {other_loss:.3f}", "image",
+                        pixels=_dimmed(frames, other[0], grid, tubelet)))
+    if query is not None:
+        rows.append(_attention_row(pretrained, video, query, frames))
+    return Visualisation(frames=frames, rows=rows, grid=grid, tubelet=tubelet, title=title)
+
+
+def _attention_row(pretrained: Pretrained, video: torch.Tensor, query: tuple[int, int, int],
+                   frames: np.ndarray) -> Row:
+    grid = pretrained.model.grid
+    if any(not 0 <= q < g for q, g in zip(query, grid)):
+        raise ValueError(f"--query {','.join(map(str, query))} is outside the token grid (T', H', W') = {grid}")
+    if pretrained.agent.algorithm is None:
+        raise ValueError(f"--query needs a learned sampler; agent {pretrained.config['agent']['name']!r} has no actor")
+    index = (query[0] * grid[1] + query[1]) * grid[2] + query[2]
+    attention = actor_attention(pretrained.agent.policy.actor, pretrained.model.tokenize(video), index, grid)
+    heat = attention.spatial.mean(0).reshape(grid).numpy()
+    titles = None
+    if attention.temporal is not None:
+        titles = [f"Eq.2 {w:.2f}" for w in attention.temporal.mean(0).tolist()]
+    return Row(f"attention\n{attention.kind}", "heat", pixels=frames, heat=heat, titles=titles, outline=query,
+               cmap="inferno", vmin=None)
+
+
+def _upsample(heat: np.ndarray, size: int) -> np.ndarray:
+    return heat.repeat(size, 0).repeat(size, 1)
+
+
+def _value_range(row: Row) -> tuple[float, float]:
+    finite = row.heat[np.isfinite(row.heat)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    return (float(finite.min()) if row.vmin is None else row.vmin), float(finite.max())
+
+
+def _draw(ax, row: Row, frame: np.ndarray, heat: np.ndarray | None, patch: int) -> None:
+    """An image row's frame, or a heat row's map over the grey frame (NaN = not drawn)."""
+    ax.imshow(frame if row.kind == "image" else frame.mean(-1), cmap=None if row.kind == "image" else "gray",
+              vmin=0, vmax=1, interpolation="nearest")
+    if heat is not None:
+        vmin, vmax = _value_range(row)
+        ax.imshow(np.ma.masked_invalid(_upsample(heat, patch)), cmap=row.cmap, vmin=vmin, vmax=vmax, alpha=0.75,
+                  interpolation="nearest")
+
+
+def figure_size(num_rows: int, num_cols: int) -> tuple[float, float]:
+    """Inches of the figure: a label margin plus square panels (the PNG is this times DPI)."""
+    return LABEL_INCHES + num_cols * PANEL_INCHES, TITLE_INCHES + num_rows * PANEL_INCHES
+
+
+def make_figure(vis: Visualisation) -> Figure:
+    """One column per tubelet step, one row per :class:`Row`; Agg backend, no colorbars."""
+    steps, grid_h = vis.grid[0], vis.grid[1]
+    patch = vis.frames.shape[1] // grid_h
+    width, height = figure_size(len(vis.rows), steps)
+    fig, axes = plt.subplots(len(vis.rows), steps, figsize=(width, height), dpi=DPI, squeeze=False)
+    fig.subplots_adjust(left=LABEL_INCHES / width, right=0.995, bottom=0.01, top=1 - TITLE_INCHES / height,
+                        wspace=0.04, hspace=0.1)
+    fig.suptitle(vis.title, fontsize=9, y=1 - 0.05 / height * 2, va="top")
+    for r, row in enumerate(vis.rows):
+        for c in range(steps):
+            ax = axes[r, c]
+            frame_index = c * vis.tubelet
+            source = row.pixels if row.pixels is not None else vis.frames
+            _draw(ax, row, source[frame_index], None if row.heat is None else row.heat[c], patch)
+            if row.outline is not None and row.outline[0] == c:
+                _, qh, qw = row.outline
+                ax.add_patch(plt.Rectangle((qw * patch - 0.5, qh * patch - 0.5), patch, patch, fill=False,
+                                           edgecolor="cyan", linewidth=1.5))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row.titles is not None:
+                ax.set_title(row.titles[c], fontsize=7, pad=2)
+            elif r == 0:
+                ax.set_title(f"t'={c} (frame {frame_index})", fontsize=7, pad=2)
+        axes[r, 0].set_ylabel(row.label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+    return fig
+
+
+def save_gif(vis: Visualisation, path: str | Path, *, fps: float = 4.0) -> Path:
+    """The rows side by side, animated over all T frames (matplotlib, pillow writer)."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    patch = vis.frames.shape[1] // vis.grid[1]
+    fig, axes = plt.subplots(1, len(vis.rows), figsize=(1.6 * len(vis.rows), 1.9), dpi=DPI, squeeze=False)
+    axes = axes[0]
+
+    def draw(frame_index: int) -> list:
+        for ax, row in zip(axes, vis.rows):
+            ax.clear()
+            heat = None if row.heat is None else row.heat[frame_index // vis.tubelet]
+            source = row.pixels if row.pixels is not None else vis.frames
+            _draw(ax, row, source[frame_index], heat, patch)
+            ax.set_title(row.label.replace("\n", " "), fontsize=6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"frame {frame_index}", fontsize=7)
+        return list(axes)
+
+    animation = FuncAnimation(fig, draw, frames=len(vis.frames), blit=False)
+    path = Path(path)
+    animation.save(path, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return path
+
+
+def _parse_query(text: str) -> tuple[int, int, int]:
+    try:
+        t, h, w = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--query wants three integers t,h,w (a token of the grid), got {text!r}")
+    return t, h, w
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m downstream.visualise", description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="a video file (any format decord reads)")
+    source.add_argument("--synthetic", type=int, metavar="INDEX", help="clip INDEX of the built-in held-out data")
+    parser.add_argument("--checkpoint", required=True, help="a train_joint.py checkpoint (checkpoint-latest.pt)")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--gif", action="store_true", help="also write the rows animated over frames (<out>.gif)")
+    parser.add_argument("--compare", choices=("random", "tube"), help="add a fixed masker's mask for comparison")
+    parser.add_argument("--query", type=_parse_query, metavar="T,H,W", help="attention map of this token")
+    parser.add_argument("--deterministic", action="store_true", help="the K most probable tokens, not a sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled mask(s)")
+    args = parser.parse_args(argv)
+    try:
+        pretrained = load_pretrained(args.checkpoint)
+        video, motion, name = load_clip(pretrained, video=args.video, synthetic=args.synthetic)
+        vis = build_visualisation(pretrained, video, motion=motion, compare=args.compare, query=args.query,
+                                  deterministic=args.deterministic, seed=args.seed,
+                                  title=f"{name} - {pretrained.config['agent']['name']}, "
+                                        f"mask ratio {pretrained.config['mask_ratio']}")
+    except (FileNotFoundError, VideoReadError, CheckpointMismatchError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig = make_figure(vis)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    print(f"wrote {out}")
+    if args.gif:
+        print(f"wrote {save_gif(vis, out.with_suffix('.gif'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
