@@ -57,6 +57,10 @@ class Agent:
         with policy_within_training_step(self.policy):
             stats = self.algorithm.update(buffer=buffer, batch_size=self.config.batch_size,
                                           repeat=self.config.update_steps_policy)
+        # Tianshou zeroes gradients before each backward, not after the step: drop them now, or
+        # the sampler's gradients (one copy of its weights) sit in memory through the next
+        # cycle's MAE steps, on top of the MAE's peak.
+        self.algorithm.zero_grad(set_to_none=True)
         assert isinstance(stats, ScalarTrainingStats)
         out = {f"policy/{key}": float(value) for key, value in stats.scalars.items()}
         out["policy/gradient_steps"] = float(stats.gradient_steps)
