@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from mae.classifier import check_keys
 from mae.model import PretrainVideoMAE
 
 
@@ -35,19 +36,6 @@ def load_videomae_checkpoint(model: PretrainVideoMAE, path: str | Path) -> Pretr
             state = checkpoint[key]
             break
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"missing keys ({len(missing)}): {missing[:8]}")
-        if unexpected:
-            details.append(f"unexpected keys ({len(unexpected)}): {unexpected[:8]}")
-        if wrong_shape:
-            details.append("shape mismatch: " + ", ".join(
-                f"{k} file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong_shape[:8]))
-        raise RuntimeError(f"{path} does not match the model ({model.__class__.__name__}): " + "; ".join(details))
+    check_keys(state, model.state_dict(), source=str(path), target=model.__class__.__name__)
     model.load_state_dict(state, strict=True)
     return model

@@ -186,3 +186,19 @@ def write_back_advantages(buffer: Any, indices: Any, adv_B: torch.Tensor) -> Non
         slot[torch.as_tensor(indices, device=slot.device)] = values.to(slot.device, slot.dtype)
     else:
         slot[indices] = values.cpu().numpy().astype(slot.dtype)
+
+
+def minibatch_passes(algorithm: Any, batch: Any, batch_size: int | None, repeat: int) -> tuple[dict[str, float], int]:
+    """``repeat`` passes of ``algorithm.compute_loss`` + ``algorithm.optim.step`` over ``batch``.
+
+    Minibatches come in a fresh random order each pass (numpy RNG); with no ``batch_size``
+    the whole batch is one minibatch, as is. Returns the stats' means and the step count.
+    """
+    accumulator, steps = StatsAccumulator(), 0
+    for _ in range(repeat):
+        for minibatch in batch.split(batch_size or -1, shuffle=batch_size is not None, merge_last=True):
+            loss, stats = algorithm.compute_loss(minibatch)
+            algorithm.optim.step(loss)
+            accumulator.add(**stats)
+            steps += 1
+    return accumulator.means(), steps

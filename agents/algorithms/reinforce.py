@@ -36,7 +36,7 @@ from agents.algorithms.common import (
     EnvSpec,
     SamplerConfig,
     ScalarTrainingStats,
-    StatsAccumulator,
+    minibatch_passes,
     _choice,
     build_actor_network,
     optimizer_factory,
@@ -168,15 +168,7 @@ class AdaMAEReinforce(Reinforce):
         return loss, {key: value.detach() for key, value in stats.items()}
 
     def _update_with_batch(self, batch: Batch, batch_size: int | None, repeat: int) -> ScalarTrainingStats:
-        accumulator, steps = StatsAccumulator(), 0
-        for _ in range(repeat):
-            # minibatches in a fresh random order each pass (numpy RNG); one batch: as is
-            for minibatch in batch.split(batch_size or -1, shuffle=batch_size is not None, merge_last=True):
-                loss, stats = self.compute_loss(minibatch)
-                self.optim.step(loss)
-                accumulator.add(**stats)
-                steps += 1
-        scalars = accumulator.means()
+        scalars, steps = minibatch_passes(self, batch, batch_size, repeat)
         if self.estimator == "clip":
             scalars.update(adv_mean=float(batch.adv.mean()), return_mean=float(batch.returns.mean()),
                            adv_std=float(batch.adv.std()) if len(batch) > 1 else 0.0,
