@@ -15,7 +15,6 @@ lines 14-20), then the buffer is cleared (line 22).
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import time
@@ -40,7 +39,8 @@ from configs import CONFIG_DIR, ConfigError, register_configs, validate
 from data import build_dataset
 from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
 from runtime import checkpoint
-from runtime.setup import pick_device, save_resolved_config, seed_everything
+from runtime.distributed import close_processes, init_processes
+from runtime.setup import save_resolved_config, seed_everything
 
 register_configs()
 
@@ -52,20 +52,6 @@ def build_model(cfg: DictConfig) -> mae.PretrainVideoMAE:
     if cfg.model.decoder_depth is not None:
         overrides["decoder_depth"] = cfg.model.decoder_depth
     return mae.create_model(cfg.model.name, **overrides)
-
-
-def init_processes(cfg: DictConfig) -> tuple[int, int, torch.device]:
-    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: NCCL on GPUs, gloo on CPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size == 1:
-        return 0, 1, pick_device(cfg.device)
-    local_rank = int(os.environ["LOCAL_RANK"])
-    device = pick_device(cfg.device)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world_size, device
 
 
 def average_gradients_across_ranks(module: torch.nn.Module, world_size: int) -> None:
@@ -89,7 +75,7 @@ def random_actions(env: MAEVectorEnv, generator: torch.Generator) -> torch.Tenso
 
 def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
-    rank, world_size, device = init_processes(cfg)
+    rank, world_size, device = init_processes(cfg.device)
     is_main = rank == 0
     output_dir = Path(cfg.output_dir)
     resume_from = checkpoint.latest_checkpoint(output_dir)
@@ -223,8 +209,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     progress.close()
     if writer is not None:
         writer.close()
-    if world_size > 1:
-        dist.destroy_process_group()
+    close_processes(world_size)
     return last
 
 
