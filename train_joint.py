@@ -88,11 +88,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     mask_generator = seed_everything(cfg.seed + rank)
 
     # ---- MAE, its optimiser (lr scaled by total batch / 256) and schedule (warm-up, cosine)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if cfg.model.init_checkpoint is not None and resume_from is None:
+        mae.load_mae_weights(model, cfg.model.init_checkpoint)
+    model.to(device)
     dataset = build_dataset(
         cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
         sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
-        tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips)
+        tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips,
+        synthetic_background=cfg.data.synthetic_background)
     agent_group_size = int(cfg.agent.get("group_size", 1))
     if cfg.train.batch_size % agent_group_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "

@@ -16,6 +16,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from data.synthetic import BACKGROUNDS
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and what is allowed."""
@@ -31,6 +33,9 @@ class ModelConfig:
     """Decoder blocks; None = the size's default (4; tiny 2). Flag --decoder_depth."""
     drop_path_rate: float = 0.0
     """Stochastic depth of the encoder during pretraining."""
+    init_checkpoint: Optional[str] = None
+    """MAE weights to start from: a train_joint.py checkpoint (its MAE only) or an official VideoMAE
+    pretraining file, loaded strictly; the optimiser, schedule and sampler start fresh. Not read on resume."""
 
 
 @dataclass
@@ -47,6 +52,9 @@ class DataConfig:
     """Temporal stride between sampled frames (flag --sampling_rate; 4 for K400, 2 otherwise)."""
     synthetic_clips: int = 512
     """data=synthetic: clips per epoch (generated on the fly, deterministic per seed and index)."""
+    synthetic_background: str = "textured"
+    """data=synthetic: textured (noise, stripes or checker) | flat (one colour: only the moving objects
+    carry anything to reconstruct, which a tiny MAE learns in CPU minutes)."""
     num_workers: int = 2
     """DataLoader worker processes per rank."""
 
@@ -140,6 +148,8 @@ def validate(cfg: Any) -> None:
     require(0.0 < cfg.mask_ratio < 1.0, f"mask_ratio must be in (0, 1), got {cfg.mask_ratio}")
     require(cfg.model.name in MODEL_NAMES, f"model.name must be one of {MODEL_NAMES}, got {cfg.model.name!r}")
     require(cfg.data.name in DATA_NAMES, f"data.name must be one of {DATA_NAMES}, got {cfg.data.name!r}")
+    require(cfg.data.synthetic_background in BACKGROUNDS,
+            f"data.synthetic_background must be one of {BACKGROUNDS}, got {cfg.data.synthetic_background!r}")
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")
     require(cfg.data.sampling_rate > 0, f"data.sampling_rate must be positive, got {cfg.data.sampling_rate}")
     require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")

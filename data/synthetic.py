@@ -1,7 +1,8 @@
 """SyntheticMotionVideos: procedural clips whose class is the direction of motion.
 
-Each clip is a static textured background (smooth colour noise, soft stripes or a checker) with
-one to ``max_objects`` textured squares or discs gliding at constant velocity. All objects of a
+Each clip is a static background (``textured``: smooth colour noise, soft stripes or a checker;
+``flat``: one colour) with one to ``max_objects`` textured squares or discs gliding at constant
+velocity. All objects of a
 clip move in the class direction (one of 8 compass directions), each at its own speed. Space
 wraps around (an object leaving on the right comes back on the left), so every frame's object
 positions are uniform whatever the direction: one frame tells nothing about the class, two do.
@@ -25,6 +26,7 @@ from torch.utils.data import Dataset
 from data.transforms import normalize_clip
 
 SPLITS = ("train", "val", "test")
+BACKGROUNDS = ("textured", "flat")
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,14 @@ def token_motion(moving: np.ndarray, patch_size: int, tubelet_size: int) -> np.n
     return tokens.any(axis=1)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A static texture: smooth colour noise, soft stripes or a checker. Shapes: (S, S, 3) uint8."""
+def _background(rng: np.random.Generator, size: int, style: str = "textured") -> np.ndarray:
+    """A static texture (smooth colour noise, soft stripes or a checker) or one flat colour.
+
+    A flat patch's per-patch-normalised target is about 0 (round-off only), so with ``flat`` only the moving
+    objects carry anything to reconstruct. Shapes: returns (S, S, 3) uint8.
+    """
+    if style == "flat":
+        return np.broadcast_to(rng.integers(20, 200, size=3).astype(np.uint8), (size, size, 3)).copy()
     kind = rng.integers(3)
     colours = rng.uniform(20, 200, size=(2, 3)).astype(np.float32)
     if kind == 0:
@@ -122,7 +130,8 @@ class SyntheticMotionVideos(Dataset):
     """Procedural clips labelled by motion direction, generated on the fly.
 
     Clip ``i`` is a pure function of ``(seed, split, i)``: ``split`` ("train", "val", "test")
-    gives independent draws for one seed. No augmentation (the motion ground truth stays aligned
+    gives independent draws for one seed. ``background`` is ``textured`` or ``flat`` (see
+    :func:`_background`; flat makes the MAE's job learnable in CPU minutes). No augmentation (the motion ground truth stays aligned
     with the tokens); ``video`` is only normalised.
 
     Items: ``video`` (3, T, S, S) float32 ImageNet-normalised; ``label`` int in [0, 8) (see
@@ -136,7 +145,8 @@ class SyntheticMotionVideos(Dataset):
     RADIUS_RANGE = (0.07, 0.15)  # as a fraction of the frame size
 
     def __init__(self, num_clips: int, *, num_frames: int = 16, input_size: int = 64, patch_size: int = 16,
-                 tubelet_size: int = 2, seed: int = 0, max_objects: int = 3, split: str = "train"):
+                 tubelet_size: int = 2, seed: int = 0, max_objects: int = 3, split: str = "train",
+                 background: str = "textured"):
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         if input_size % patch_size:
@@ -147,9 +157,11 @@ class SyntheticMotionVideos(Dataset):
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
         self.num_clips, self.num_frames, self.input_size = num_clips, num_frames, input_size
         self.patch_size, self.tubelet_size, self.seed = patch_size, tubelet_size, seed
-        self.max_objects, self.split = max_objects, split
+        self.max_objects, self.split, self.background = max_objects, split, background
 
     def __len__(self) -> int:
         return self.num_clips
@@ -172,7 +184,7 @@ class SyntheticMotionVideos(Dataset):
                 colours=tuple(map(tuple, rng.integers(0, 256, size=(2, 3)).tolist())),
                 stripe_angle=rng.uniform(0, math.pi), stripe_period=rng.uniform(0.05, 0.15) * size,
             ))
-        return _background(rng, size), objects, label
+        return _background(rng, size, self.background), objects, label
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Shapes: returns frames (T, S, S, 3) uint8, moving (T, S, S) bool, and the label."""

@@ -60,7 +60,8 @@ def default_flip_prob(cfg: Any) -> float:
 def _synthetic(cfg: Any, *, input_size: int, patch_size: int, tubelet_size: int, split: str,
                num_clips: int) -> SyntheticMotionVideos:
     return SyntheticMotionVideos(num_clips, num_frames=cfg.data.num_frames, input_size=input_size,
-                                 patch_size=patch_size, tubelet_size=tubelet_size, seed=cfg.seed, split=split)
+                                 patch_size=patch_size, tubelet_size=tubelet_size, seed=cfg.seed, split=split,
+                                 background=cfg.data.synthetic_background)
 
 
 def train_dataset(cfg: Any, *, input_size: int, patch_size: int, tubelet_size: int,

@@ -107,7 +107,8 @@ def load_clip(pretrained: Pretrained, *, video: str | None = None,
             raise ValueError(f"--synthetic wants a clip index >= 0, got {synthetic}")
         dataset = SyntheticMotionVideos(synthetic + 1, num_frames=model.num_frames, input_size=model.img_size,
                                         patch_size=model.patch_size, tubelet_size=model.tubelet_size,
-                                        seed=pretrained.config["seed"], split="val")
+                                        seed=pretrained.config["seed"], split="val",
+                                        background=data.get("synthetic_background", "textured"))
         item = dataset[synthetic]
         label = SyntheticMotionVideos.CLASSES[item["label"]]
         return item["video"][None], item["motion"], f"synthetic val clip {synthetic} ({label})"

@@ -39,3 +39,20 @@ def load_videomae_checkpoint(model: PretrainVideoMAE, path: str | Path) -> Pretr
     check_keys(state, model.state_dict(), source=str(path), target=model.__class__.__name__)
     model.load_state_dict(state, strict=True)
     return model
+
+
+def load_mae_weights(model: PretrainVideoMAE, path: str | Path) -> PretrainVideoMAE:
+    """Initialise ``model`` from a ``train_joint.py`` checkpoint (its ``mae`` entry) or a VideoMAE file.
+
+    Only the MAE's weights are read, strictly (missing, unexpected or mis-shaped keys raise);
+    the rest of a train_joint checkpoint (optimiser, sampler, schedule) is ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MAE checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(checkpoint, dict) and {"mae", "agent", "config"} <= set(checkpoint):
+        check_keys(checkpoint["mae"], model.state_dict(), source=str(path), target=model.__class__.__name__)
+        model.load_state_dict(checkpoint["mae"], strict=True)
+        return model
+    return load_videomae_checkpoint(model, path)

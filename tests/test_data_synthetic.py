@@ -147,6 +147,26 @@ def test_bad_arguments():
         SyntheticMotionVideos(4, split="dev")
     with pytest.raises(IndexError):
         SyntheticMotionVideos(4)[4]
+    with pytest.raises(ValueError, match="background"):
+        SyntheticMotionVideos(4, background="noise")
+
+
+def test_flat_background_leaves_only_moving_tokens_to_reconstruct():
+    from mae.target import patchify_target
+
+    clips = SyntheticMotionVideos(6, num_frames=8, input_size=32, patch_size=8, background="flat")
+    textured = SyntheticMotionVideos(6, num_frames=8, input_size=32, patch_size=8)
+    for index in range(6):
+        item = clips[index]
+        target = patchify_target(item["video"][None], tubelet_size=2, patch_size=8)[0]  # (N, C)
+        still = ~item["motion"]
+        assert still.any() and item["motion"].any()
+        # a flat patch normalises to zero up to float round-off amplified by the 1e-6 of the std
+        assert target[still].square().mean() < 1e-2
+        assert target[item["motion"]].square().mean() > 0.2
+        # same objects and label as the textured clip of that index; only the background differs
+        assert item["label"] == textured[index]["label"]
+        assert torch.equal(item["motion"], textured[index]["motion"])
 
 
 @pytest.mark.parametrize("codec", ["libx264", "mpeg4"])

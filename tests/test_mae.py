@@ -163,3 +163,23 @@ def test_save_load_round_trip(tmp_path, model):
     mae.load_videomae_checkpoint(other, path)
     for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_load_mae_weights_reads_train_joint_and_videomae_files(tmp_path, model):
+    source = mae.create_model("tiny", **TINY)
+    for p in source.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    joint = tmp_path / "checkpoint-latest.pt"  # train_joint's layout: only "mae" is read
+    torch.save({"mae": source.state_dict(), "agent": {}, "config": {}, "step": 3}, joint)
+    official = tmp_path / "videomae.pth"
+    torch.save({"model": source.state_dict()}, official)
+    for path in (joint, official):
+        target = mae.load_mae_weights(mae.create_model("tiny", **TINY), path)
+        for (k, a), (_, b) in zip(source.state_dict().items(), target.state_dict().items()):
+            assert torch.equal(a, b), (path.name, k)
+    wrong = {k: v for k, v in source.state_dict().items() if k != "mask_token"}
+    torch.save({"mae": wrong, "agent": {}, "config": {}}, tmp_path / "bad.pt")
+    with pytest.raises(RuntimeError, match="missing keys.*mask_token"):
+        mae.load_mae_weights(model, tmp_path / "bad.pt")
+    with pytest.raises(FileNotFoundError):
+        mae.load_mae_weights(model, tmp_path / "nope.pt")

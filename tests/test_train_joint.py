@@ -70,3 +70,20 @@ def test_resumed_run_matches_uninterrupted(tmp_path, agent):
     b = torch.load(tmp_path / "cut" / "checkpoint-latest.pt", weights_only=False)
     for name, tensor in a["mae"].items():
         assert torch.equal(tensor, b["mae"][name]), name
+
+
+def test_init_checkpoint_starts_the_mae_from_a_run(tmp_path):
+    import train_joint
+
+    extra = [o for o in SMALL if not o.startswith("agent.")]
+    train_joint.train(compose_cfg(*extra, "agent=random", "train.max_steps=4", f"output_dir={tmp_path / 'warm'}"))
+    warm = torch.load(tmp_path / "warm" / "checkpoint-latest.pt", weights_only=False)
+    # a fresh run (another agent, fresh optimiser) from those weights, stopped before its first step
+    train_joint.train(compose_cfg(*SMALL, "agent=ppo", "train.max_steps=0", f"output_dir={tmp_path / 'next'}",
+                                  f"model.init_checkpoint={tmp_path / 'warm' / 'checkpoint-latest.pt'}"))
+    start = torch.load(tmp_path / "next" / "checkpoint-latest.pt", weights_only=False)
+    assert start["step"] == 0
+    for name, tensor in warm["mae"].items():
+        assert torch.equal(tensor, start["mae"][name]), name
+    scratch = train_joint.build_model(compose_cfg(*SMALL))
+    assert not torch.equal(scratch.state_dict()["mask_token"], start["mae"]["mask_token"])

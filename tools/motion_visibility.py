@@ -45,7 +45,8 @@ def evaluate_checkpoint(path: str, *, num_clips: int = 128) -> dict[str, float]:
     model, cfg = pretrained.model, pretrained.config
     clips = SyntheticMotionVideos(num_clips, num_frames=model.num_frames, input_size=model.img_size,
                                   patch_size=model.patch_size, tubelet_size=model.tubelet_size,
-                                  seed=cfg["seed"], split="val")
+                                  seed=cfg["seed"], split="val",
+                                  background=cfg["data"].get("synthetic_background", "textured"))
     visible, motion, probs = [], [], []
     for index in range(num_clips):
         item = clips[index]

@@ -2,43 +2,103 @@
 
 For every (agent, objective) and seed: ``train_joint.py`` at the same budget and mask ratio,
 then ``downstream.linear_probe`` (and ``downstream.finetune`` with ``--finetune``) on the
-checkpoint, then ``tools.motion_visibility``. Prints a markdown table of means and spreads
-over seeds, and writes every number to ``<out>/study.json``.
+checkpoint, then ``tools.motion_visibility``. A ``no pretraining`` row probes (and fine-tunes)
+a randomly initialised encoder: the floor every arm must beat. Runs go ``--jobs`` at a time
+with one torch thread each. Prints a markdown table of means and spreads over seeds, and
+writes every number to ``<out>/study.json``; a run whose checkpoint or metrics exist is not
+run again, so an interrupted study resumes.
 
-    python -m tools.study --out runs/study --seeds 0 1 --epochs 4
+    python -m tools.study --out runs/study-flat --background flat --epochs 16 --finetune --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tools.motion_visibility import evaluate_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "no pretraining"
 
-# (row name, train_joint overrides). The sampler lr is raised from the paper's 1.5e-6 and
-# PPO's entropy bonus dropped, else nothing moves at this budget (see the README).
+# (row name, train_joint overrides). PPO's entropy bonus is dropped, else c3 = 1e-4 holds its
+# policy at uniform (README, "Agents on a toy task"); the sampler lr is --policy-lr for all.
 ARMS = [
     ("random", ["agent=random"]),
     ("tube", ["agent=tube"]),
-    ("adamae (reinforce, mha)", ["agent=reinforce", "agent.lr=1e-4"]),
-    ("tats ppo paper", ["agent=ppo", "agent.objective=paper", "agent.lr=1e-4", "agent.entropy_coef=0"]),
-    ("tats ppo cooperative", ["agent=ppo", "agent.objective=cooperative", "agent.lr=1e-4", "agent.entropy_coef=0"]),
-    ("tats ppo adversarial", ["agent=ppo", "agent.objective=adversarial", "agent.lr=1e-4", "agent.entropy_coef=0"]),
-    ("grpo cooperative", ["agent=grpo", "agent.lr=1e-4"]),
+    ("adamae (reinforce, mha)", ["agent=reinforce"]),
+    ("tats ppo paper", ["agent=ppo", "agent.objective=paper", "agent.entropy_coef=0"]),
+    ("tats ppo cooperative", ["agent=ppo", "agent.objective=cooperative", "agent.entropy_coef=0"]),
+    ("tats ppo adversarial", ["agent=ppo", "agent.objective=adversarial", "agent.entropy_coef=0"]),
+    ("grpo cooperative", ["agent=grpo"]),
 ]
 
 
 def run(args: list[str]) -> None:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # parallel runs must not fight over the cores
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+
+
+def top1(metrics_dir: Path) -> float:
+    return json.loads((metrics_dir / "metrics.json").read_text())["eval/top1"]
+
+
+def study_run(name: str, overrides: list[str] | None, seed: int, args: argparse.Namespace) -> dict:
+    """Pretrain (unless ``overrides`` is None: the baseline), probe, fine-tune, measure one arm and seed."""
+    run_dir = Path(args.out) / f"{name.split(' (')[0].replace(' ', '_')}-s{seed}"
+    data = [f"data.synthetic_background={args.background}", "data.num_workers=0"]
+    tic = time.perf_counter()
+    ckpt_args: list[str] = []
+    if overrides is not None:
+        ckpt = run_dir / "checkpoint-latest.pt"
+        ckpt_args = [f"checkpoint={ckpt}"]
+        if not ckpt.is_file():
+            learned = overrides[0] not in ("agent=random", "agent=tube")
+            run(["train_joint.py", *overrides, *data, f"seed={seed}", f"mask_ratio={args.mask_ratio}",
+                 f"train.epochs={args.epochs}", f"train.lr={args.mae_lr}", f"output_dir={run_dir}",
+                 *([f"agent.lr={args.policy_lr}"] if learned else [])])
+    row: dict = {"arm": name, "seed": seed}
+    if not (run_dir / "probe" / "metrics.json").is_file():
+        run(["-m", "downstream.linear_probe", *ckpt_args, *data, f"seed={seed}", f"output_dir={run_dir / 'probe'}"])
+    row["probe_top1"] = top1(run_dir / "probe")
+    if args.finetune:
+        if not (run_dir / "finetune" / "metrics.json").is_file():
+            run(["-m", "downstream.finetune", *ckpt_args, *data, f"seed={seed}",
+                 f"train.epochs={args.finetune_epochs}", f"output_dir={run_dir / 'finetune'}"])
+        row["finetune_top1"] = top1(run_dir / "finetune")
+    if overrides is not None:
+        row.update({k: v for k, v in evaluate_checkpoint(str(run_dir / "checkpoint-latest.pt"),
+                                                         num_clips=128).items() if k.endswith("enrichment")})
+    row["wall_s"] = time.perf_counter() - tic
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def table(results: list[dict], columns: list[str]) -> str:
+    lines = ["| arm | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name in [BASELINE] + [arm for arm, _ in ARMS]:
+        rows = [r for r in results if r["arm"] == name]
+        if not rows:
+            continue
+        cells = []
+        for column in columns:
+            values = [r[column] for r in rows if column in r]
+            if not values:
+                cells.append("-")
+                continue
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.3g} +- {spread:.2g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,44 +108,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=4, help="pretraining epochs of 64 steps (batch 8)")
     parser.add_argument("--mask-ratio", type=float, default=0.95)
     parser.add_argument("--mae-lr", type=float, default=1.5e-3)
+    parser.add_argument("--policy-lr", type=float, default=1e-4, help="every learned sampler's lr")
+    parser.add_argument("--background", choices=("textured", "flat"), default="textured",
+                        help="the built-in clips' background (data.synthetic_background)")
     parser.add_argument("--finetune", action="store_true", help="also fine-tune (slower)")
     parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one torch thread each")
+    parser.add_argument("--arms", nargs="+", help="only these rows (names as in the table)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    results: list[dict] = []
-    for name, overrides in ARMS:
-        for seed in args.seeds:
-            run_dir = out / f"{name.split(' (')[0].replace(' ', '_')}-s{seed}"
-            tic = time.perf_counter()
-            if not (run_dir / "checkpoint-latest.pt").is_file():
-                run(["train_joint.py", *overrides, f"seed={seed}", f"mask_ratio={args.mask_ratio}",
-                     f"train.epochs={args.epochs}", f"train.lr={args.mae_lr}", f"output_dir={run_dir}"])
-            ckpt = run_dir / "checkpoint-latest.pt"
-            run(["-m", "downstream.linear_probe", f"checkpoint={ckpt}", f"seed={seed}",
-                 f"output_dir={run_dir / 'probe'}"])
-            row = {"arm": name, "seed": seed,
-                   "probe_top1": json.loads((run_dir / "probe" / "metrics.json").read_text())["eval/top1"]}
-            if args.finetune:
-                run(["-m", "downstream.finetune", f"checkpoint={ckpt}", f"seed={seed}",
-                     f"train.epochs={args.finetune_epochs}", f"output_dir={run_dir / 'finetune'}"])
-                row["finetune_top1"] = json.loads((run_dir / "finetune" / "metrics.json").read_text())["eval/top1"]
-            row.update({k: v for k, v in evaluate_checkpoint(str(ckpt), num_clips=128).items()
-                        if k.endswith("enrichment")})
-            row["wall_s"] = time.perf_counter() - tic
-            results.append(row)
-            print(json.dumps(row), flush=True)
-    (out / "study.json").write_text(json.dumps(results, indent=2))
-    columns = ["probe_top1"] + (["finetune_top1"] if args.finetune else []) + ["visible_enrichment", "prob_enrichment"]
-    print("\n| arm | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name, _ in ARMS:
-        rows = [r for r in results if r["arm"] == name]
-        cells = []
-        for column in columns:
-            values = [r[column] for r in rows]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3g} +- {spread:.2g}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    arms = [(BASELINE, None)] + ARMS
+    if args.arms:
+        unknown = set(args.arms) - {name for name, _ in arms}
+        if unknown:
+            parser.error(f"unknown arms {sorted(unknown)}; choose from {[name for name, _ in arms]}")
+        arms = [(name, overrides) for name, overrides in arms if name in args.arms]
+    jobs = [(name, overrides, seed) for name, overrides in arms for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda job: study_run(*job, args), jobs))
+    (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    columns = ["probe_top1"] + (["finetune_top1"] if args.finetune else []) + ["visible_enrichment",
+                                                                              "prob_enrichment"]
+    print("\n" + table(results, columns))
 
 
 if __name__ == "__main__":
