@@ -142,6 +142,27 @@ def test_ppo_loss_by_hand(objective, normalize):
     assert stats["approx_kl"].item() == pytest.approx(((RATIO - 1) - np.log(RATIO)).mean(), rel=1e-4)
 
 
+def test_ppo_dual_clip_and_value_clip_by_hand():
+    c1, c2, eps, dual = 1.0, 1.0, 0.2, 1.2
+    agent = build("ppo", objective="cooperative", policy_coef=c1, value_coef=c2, entropy_coef=0.0,
+                  eps_clip=eps, dual_clip=dual, value_clip=True)
+    logp = pl_log_prob(probs_of(LOGITS), ACT)
+    batch = agent.algorithm.prepare(hand_batch("log_prob", logp))
+    loss, stats = agent.algorithm.compute_loss(batch)
+    ret = -REW
+    adv = ret - V_OLD  # all negative here: [-1.5, -1.3, -0.9]
+    surrogate = np.minimum(RATIO * adv, np.clip(RATIO, 1 - eps, 1 + eps) * adv)
+    surrogate = np.where(adv < 0, np.maximum(surrogate, dual * adv), surrogate)
+    assert surrogate[0] == pytest.approx(dual * adv[0])  # ratio 1.5 > c: the dual clip binds
+    v_clipped = V_OLD + np.clip(V_NOW - V_OLD, -eps, eps)
+    value_loss = np.maximum((V_NOW - ret) ** 2, (v_clipped - ret) ** 2).mean()
+    assert stats["clip_objective"].item() == pytest.approx(surrogate.mean(), rel=1e-5)
+    assert stats["value_loss"].item() == pytest.approx(value_loss, rel=1e-5)
+    assert loss.item() == pytest.approx(-(c1 * surrogate.mean() - c2 * value_loss), rel=1e-5)
+    with pytest.raises(ValueError, match="dual_clip"):
+        build("ppo", dual_clip=0.5)
+
+
 def test_ppo_recomputes_old_log_prob_and_value_when_the_buffer_lacks_them():
     agent = build("ppo")
     batch = hand_batch("masked_log_prob", np.zeros(B))

@@ -23,7 +23,7 @@ the stored I_m) is PPO as published.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -59,6 +59,10 @@ class PPOConfig(SamplerConfig):
     """paper (masked-token log-prob, R = +L_R) | cooperative (exact, R = -L_R) | adversarial (exact, R = +L_R)."""
     eps_clip: float = 0.2
     """Clip range eps of Eq. 8."""
+    dual_clip: Optional[float] = None
+    """Dual clip c > 1 (Ye et al. 2020): for A < 0 the objective is at least c * A; None = off (the paper)."""
+    value_clip: bool = False
+    """Clip V to V_old +- eps_clip and take the larger squared error (OpenAI baselines); off in the paper."""
     policy_coef: float = 1e-4
     """c1, weight of J_CLIP (paper: 1e-4)."""
     value_coef: float = 1e-4
@@ -78,6 +82,8 @@ class PPOConfig(SamplerConfig):
         _choice("ratio_on", self.ratio_on, RATIO_ON)
         if not 0 < self.eps_clip < 1:
             raise ValueError(f"eps_clip must be in (0, 1), got {self.eps_clip}")
+        if self.dual_clip is not None and not self.dual_clip > 1:
+            raise ValueError(f"dual_clip must be > 1 or null, got {self.dual_clip}")
 
 
 class TATSPPO(PPO):
@@ -92,6 +98,8 @@ class TATSPPO(PPO):
         optim: Any,
         objective: str = "paper",
         eps_clip: float = 0.2,
+        dual_clip: float | None = None,
+        value_clip: bool = False,
         policy_coef: float = 1e-4,
         value_coef: float = 1e-4,
         entropy_coef: float = 1e-4,
@@ -105,6 +113,8 @@ class TATSPPO(PPO):
         :param optim: optimizer factory for actor and critic together.
         :param objective: ``"paper"``, ``"cooperative"`` or ``"adversarial"``.
         :param eps_clip: clip range eps of Eq. 8 (0.2).
+        :param dual_clip: c > 1 bounds the objective of negative-advantage samples below by c * A; None = off.
+        :param value_clip: clip V to V_old +- eps_clip in the value loss.
         :param policy_coef: c1 of Eq. 7 (paper 1e-4).
         :param value_coef: c2 of Eq. 7 (paper 1e-4).
         :param entropy_coef: c3 of Eq. 7 (paper 1e-4).
@@ -112,8 +122,8 @@ class TATSPPO(PPO):
         :param ratio_on: ``"stored"`` or ``"resampled"`` (see the module docstring).
         :param max_grad_norm: clip the gradient norm of actor and critic; None = off.
         """
-        super().__init__(policy=policy, critic=critic, optim=optim, eps_clip=eps_clip,
-                         advantage_normalization=advantage_normalization, vf_coef=value_coef,
+        super().__init__(policy=policy, critic=critic, optim=optim, eps_clip=eps_clip, dual_clip=dual_clip,
+                         value_clip=value_clip, advantage_normalization=advantage_normalization, vf_coef=value_coef,
                          ent_coef=entropy_coef, max_grad_norm=max_grad_norm, gae_lambda=1.0, gamma=1.0)
         _choice("ratio_on", ratio_on, RATIO_ON)
         self.objective = get_objective(objective)
@@ -163,9 +173,16 @@ class TATSPPO(PPO):
         log_ratio = self.objective.log_prob(dist, act) - minibatch.logp_old
         ratio = log_ratio.exp()
         clipped = ratio.clamp(1.0 - self.eps_clip, 1.0 + self.eps_clip)
-        clip_objective = torch.min(ratio * adv, clipped * adv).mean()  # J_CLIP, Eq. 8
+        surrogate = torch.min(ratio * adv, clipped * adv)  # J_CLIP, Eq. 8, per sample
+        if self.dual_clip is not None:
+            surrogate = torch.where(adv < 0, torch.max(surrogate, self.dual_clip * adv), surrogate)
+        clip_objective = surrogate.mean()
         value = self.critic(minibatch.obs).float().flatten()
-        value_loss = (value - minibatch.returns).pow(2).mean()  # (psi(X_mu) - R)^2
+        value_error = (value - minibatch.returns).pow(2)  # (psi(X_mu) - R)^2
+        if self.value_clip:
+            value_clipped = minibatch.v_s + (value - minibatch.v_s).clamp(-self.eps_clip, self.eps_clip)
+            value_error = torch.max(value_error, (value_clipped - minibatch.returns).pow(2))
+        value_loss = value_error.mean()
         entropy = dist.entropy().mean()  # H(X, pi_theta)
         loss = -(self.policy_coef * clip_objective - self.vf_coef * value_loss + self.ent_coef * entropy)
         with torch.no_grad():
@@ -197,7 +214,8 @@ def build_ppo(spec: EnvSpec, config: PPOConfig, device: torch.device, *,
         deterministic_eval=config.deterministic_eval)
     algorithm = TATSPPO(
         policy=policy, critic=critic, optim=optimizer_factory(config), objective=config.objective,
-        eps_clip=config.eps_clip, policy_coef=config.policy_coef, value_coef=config.value_coef,
+        eps_clip=config.eps_clip, dual_clip=config.dual_clip, value_clip=config.value_clip,
+        policy_coef=config.policy_coef, value_coef=config.value_coef,
         entropy_coef=config.entropy_coef, advantage_normalization=config.advantage_normalization,
         ratio_on=config.ratio_on, max_grad_norm=config.max_grad_norm)
     return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)
