@@ -67,6 +67,26 @@ def _decoder_message(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line[:300]}"
 
 
+def _read_frames_pyav(path: str, indices: np.ndarray) -> np.ndarray:
+    """Frames ``indices`` decoded in order with PyAV. Shapes: returns (len(indices), H, W, 3) uint8."""
+    import av
+
+    wanted, frames = set(indices.tolist()), {}
+    try:
+        with av.open(path) as container:
+            for position, frame in enumerate(container.decode(video=0)):
+                if position in wanted:
+                    frames[position] = frame.to_ndarray(format="rgb24")
+                if position >= indices.max():
+                    break
+    except Exception as error:
+        raise VideoReadError(path, f"PyAV fallback failed ({type(error).__name__}: {error})") from error
+    missing = wanted - set(frames)
+    if missing:
+        raise VideoReadError(path, f"PyAV fallback found no frames {sorted(missing)[:5]}")
+    return np.stack([frames[i] for i in indices.tolist()])
+
+
 def read_clip(
     path: str | os.PathLike,
     num_frames: int,
@@ -99,8 +119,12 @@ def read_clip(
     try:
         frames = reader.get_batch(indices.tolist()).asnumpy()
     except Exception as error:
-        raise VideoReadError(path, f"decoding frames {indices.min()}..{indices.max()} of {video_length} "
-                                   f"failed ({_decoder_message(error)})") from error
+        if "DECORDArrayCopyFromTo" not in str(error):
+            raise VideoReadError(path, f"decoding frames {indices.min()}..{indices.max()} of {video_length} "
+                                       f"failed ({_decoder_message(error)})") from error
+        # decord cannot copy out frames of a few narrow widths (16, 24, 48, 72 px: its padded
+        # rows do not match); PyAV decodes those correctly.
+        frames = _read_frames_pyav(path, indices)
     finally:
         del reader
     if frames.shape[0] != num_frames or frames.ndim != 4 or frames.shape[-1] != 3:

@@ -17,17 +17,18 @@ def grey_level(frame_index: int) -> int:
     return 5 + 10 * frame_index
 
 
-def write_video(path, num_frames: int, *, noise: bool = False, codec: str = "libx264", fps: int = 10) -> str:
+def write_video(path, num_frames: int, *, noise: bool = False, codec: str = "libx264", fps: int = 10,
+                width: int = WIDTH) -> str:
     """Write a small yuv420p clip: uniform grey frames (grey_level) or, with noise, random pixels."""
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, HEIGHT, "yuv420p"
         for k in range(num_frames):
             if noise:
-                frame = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+                frame = rng.integers(0, 256, (HEIGHT, width, 3), dtype=np.uint8)
             else:
-                frame = np.full((HEIGHT, WIDTH, 3), grey_level(k), dtype=np.uint8)
+                frame = np.full((HEIGHT, width, 3), grey_level(k), dtype=np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
     return str(path)
@@ -99,6 +100,18 @@ def test_read_clip_returns_the_sampled_frames(tmp_path):
     assert frames.shape == (4, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
     assert indices.tolist() == [6, 8, 10, 12]
     assert decoded_frame_indices(frames) == [6, 8, 10, 12]
+
+
+@pytest.mark.parametrize("width", [48, 72])
+def test_widths_decord_cannot_copy_fall_back_to_pyav(tmp_path, width):
+    import decord
+
+    path = write_video(tmp_path / f"narrow{width}.mp4", 20, width=width)
+    with pytest.raises(decord.DECORDError, match="DECORDArrayCopyFromTo"):  # the decord bug worked around
+        decord.VideoReader(path, num_threads=1).get_batch([0, 1])
+    frames, indices = read_clip(path, 4, 2, train=False)
+    assert frames.shape == (4, HEIGHT, width, 3) and frames.dtype == np.uint8
+    assert decoded_frame_indices(frames) == indices.tolist() == [6, 8, 10, 12]
 
 
 def test_too_short_video_repeats_its_last_frame(tmp_path):
