@@ -18,7 +18,6 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from pathlib import Path
 
 import hydra
 import numpy as np
@@ -29,7 +28,6 @@ from tianshou.data import Collector, VectorReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import mae
@@ -40,7 +38,7 @@ from data import build_dataset
 from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
-from runtime.setup import save_resolved_config, seed_everything
+from runtime.setup import open_run_dir, seed_everything
 
 register_configs()
 
@@ -77,14 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     rank, world_size, device = init_processes(cfg.device)
     is_main = rank == 0
-    output_dir = Path(cfg.output_dir)
-    resume_from = checkpoint.latest_checkpoint(output_dir)
-    if resume_from is not None and not cfg.resume:
-        raise ConfigError(f"output_dir={output_dir} already holds a run ({resume_from.name}); pass resume=true "
-                          "to continue it, or choose another output_dir")
-    if is_main:
-        save_resolved_config(cfg, output_dir)
-    writer = SummaryWriter(str(output_dir / "tb")) if is_main else None
+    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main)
     mask_generator = seed_everything(cfg.seed + rank)
 
     # ---- MAE, its optimiser (lr scaled by total batch / 256) and schedule (warm-up, cosine)

@@ -23,7 +23,6 @@ import json
 import math
 import random
 import time
-from pathlib import Path
 
 import hydra
 import numpy as np
@@ -34,7 +33,6 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from configs import CONFIG_DIR, ConfigError
@@ -45,7 +43,7 @@ from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform, VideoMixup
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
-from runtime.setup import save_resolved_config, seed_everything
+from runtime.setup import open_run_dir, seed_everything
 
 register_downstream_configs()
 
@@ -67,14 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate_downstream(cfg)
     rank, world_size, device = init_processes(cfg.device)
     is_main = rank == 0
-    output_dir = Path(cfg.output_dir)
-    resume_from = checkpoint.latest_checkpoint(output_dir)
-    if resume_from is not None and not cfg.resume:
-        raise ConfigError(f"output_dir={output_dir} already holds a run ({resume_from.name}); pass resume=true "
-                          "to continue it, or choose another output_dir")
-    if is_main:
-        save_resolved_config(cfg, output_dir)
-    writer = SummaryWriter(str(output_dir / "tb")) if is_main else None
+    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main)
     seed_everything(cfg.seed + rank)
     wall_start = time.perf_counter()
 

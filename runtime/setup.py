@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,3 +32,34 @@ def save_resolved_config(cfg: DictConfig, output_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     return path
+
+
+class RunDir(NamedTuple):
+    """What a training entry point starts from: where it writes, and what it resumes."""
+
+    path: Path
+    resume_from: Path | None
+    """The latest checkpoint when resuming, else None."""
+    writer: object | None
+    """TensorBoard SummaryWriter on the main process, None elsewhere."""
+
+
+def open_run_dir(cfg: DictConfig, *, is_main: bool) -> RunDir:
+    """Refuse to overwrite a run unless ``cfg.resume``; save the resolved config; open TensorBoard.
+
+    Raises:
+        configs.ConfigError: ``cfg.output_dir`` already holds a checkpoint and ``resume`` is false.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from configs import ConfigError
+    from runtime.checkpoint import latest_checkpoint
+
+    output_dir = Path(cfg.output_dir)
+    resume_from = latest_checkpoint(output_dir)
+    if resume_from is not None and not cfg.resume:
+        raise ConfigError(f"output_dir={output_dir} already holds a run ({resume_from.name}); pass resume=true "
+                          "to continue it, or choose another output_dir")
+    if is_main:
+        save_resolved_config(cfg, output_dir)
+    return RunDir(output_dir, resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None)
