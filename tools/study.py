@@ -5,7 +5,7 @@ then ``downstream.linear_probe`` (and ``downstream.finetune`` with ``--finetune`
 checkpoint, then ``tools.motion_visibility``. A ``no pretraining`` row probes (and fine-tunes)
 a randomly initialised encoder: the floor every arm must beat. Runs go ``--jobs`` at a time
 with one torch thread each. Prints a markdown table of means and spreads over seeds, and
-writes every number to ``<out>/study.json``; a run whose checkpoint or metrics exist is not
+writes every number to ``<out>/study.json`` and a figure to ``<out>/study.png``; a run whose checkpoint or metrics exist is not
 run again, so an interrupted study resumes.
 
     python -m tools.study --out runs/study-flat --background flat --epochs 16 --finetune --jobs 2
@@ -101,6 +101,32 @@ def table(results: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def plot(results: list[dict], columns: list[str], path: Path) -> None:
+    """One panel per column: each arm's mean over seeds, one dot per seed; chance marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in [BASELINE] + [arm for arm, _ in ARMS] if any(r["arm"] == name for r in results)]
+    chance = {"probe_top1": 100 / 8, "finetune_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 0.45 * len(names) + 1.5), sharey=True)
+    for ax, column in zip(axes, columns):
+        for y, name in enumerate(names):
+            values = [r[column] for r in results if r["arm"] == name and column in r]
+            if values:
+                ax.barh(y, statistics.mean(values), color="tab:blue", alpha=0.6)
+                ax.plot(values, [y] * len(values), "k.", markersize=6)
+        ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
+        ax.set_title(column)
+        ax.set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    axes[-1].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/study")
@@ -130,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     columns = ["probe_top1"] + (["finetune_top1"] if args.finetune else []) + ["visible_enrichment",
                                                                               "prob_enrichment"]
+    plot(results, columns, out / "study.png")
     print("\n" + table(results, columns))
+    print(f"\nfigure: {out / 'study.png'}")
 
 
 if __name__ == "__main__":
