@@ -72,6 +72,25 @@ def test_policy_losses_reach_every_parameter(kind: str) -> None:
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("kind", ["trajectory", "orthoformer"])
+def test_checkpointed_blocks_give_the_same_logits_and_gradients(kind: str) -> None:
+    torch.manual_seed(0)
+    plain = tiny_actor(kind, num_blocks=2)
+    with torch.no_grad():
+        plain.head.linear.weight.normal_(std=0.1)
+    saved = tiny_actor(kind, num_blocks=2, checkpoint_blocks=True)
+    saved.load_state_dict(plain.state_dict())
+    obs = torch.randn(3, NUM_TOKENS, EMBED_DIM)
+    grads = []
+    for actor in (plain, saved):
+        logits = actor(obs)[0]
+        (logits.square().sum() + logits[:, 0].sum()).backward()
+        grads.append({name: p.grad for name, p in actor.named_parameters()})
+    torch.testing.assert_close(saved(obs)[0], plain(obs)[0])
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, msg=name)
+
+
 def test_critic_is_an_mlp_on_the_mean_token() -> None:
     critic = build_critic(embed_dim=EMBED_DIM, hidden_dims=(12, 6))
     assert isinstance(critic, TATSCritic)

@@ -9,6 +9,7 @@ Rows (one MAE, batch and mask ratio for all):
 | TATS | ``ppo`` | ``trajectory`` (exact Eq. 1-2) |
 | TATS Orthoformer | ``ppo`` | ``orthoformer`` |
 | TATS narrow | ``ppo`` | ``trajectory`` at ``sampler_dim`` (``--sampler-dim``; default D/4: 192 at base, 48 at tiny) |
+| TATS checkpointed | ``ppo`` | ``trajectory`` with ``checkpoint_blocks`` (activations recomputed in the backward) |
 | GRPO | ``grpo`` | ``trajectory``, group size G (``--group-size``) |
 
 Time: one cycle of ``train_joint.py``'s loop at ``train.update_steps_mae = 1`` (k = 1, the
@@ -136,6 +137,8 @@ def make_rows(args: argparse.Namespace, embed_dim: int) -> tuple[list[Row], list
         Row("TATS (ppo, TA full)", "ppo", {"actor": "trajectory"}),
         Row("TATS Orthoformer (ppo)", "ppo", {"actor": "orthoformer"}),
         Row(f"TATS narrow (ppo, TA full, W={sampler_dim})", "ppo", {"actor": "trajectory", "sampler_dim": sampler_dim}),
+        Row("TATS checkpointed (ppo, TA full, recomputed in backward)", "ppo",
+            {"actor": "trajectory", "checkpoint_blocks": True}),
     ]
     notes = []
     group = min(args.group_size, args.batch)

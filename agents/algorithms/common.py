@@ -68,6 +68,8 @@ class SamplerConfig:
     """Trajectory-attention blocks of the TATS actor (paper: 1, Table 3e)."""
     num_landmarks: int = 128
     """Orthoformer landmarks (actor=orthoformer; Motionformer: 128)."""
+    checkpoint_blocks: bool = False
+    """Trajectory-attention actors: recompute block activations in the backward (less memory, more time)."""
     temporal_values: str = "projected"
     """Values of Eq. 2: projected (the paper's equation) | trajectory (Motionformer's released code)."""
     softmax_temp: float = 1.0
@@ -129,7 +131,7 @@ def build_actor_network(spec: EnvSpec, config: SamplerConfig) -> nn.Module:
         options["num_heads"] = config.num_heads
     if config.actor in ("trajectory", "orthoformer"):
         options.update(num_blocks=config.num_traj_attn_blocks, num_landmarks=config.num_landmarks,
-                       temporal_values=config.temporal_values)
+                       temporal_values=config.temporal_values, checkpoint_blocks=config.checkpoint_blocks)
     return build_actor(config.actor, embed_dim=spec.embed_dim, grid=spec.grid, **options)
 
 

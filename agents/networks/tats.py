@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from timm.layers import trunc_normal_
 from torch import nn
 
@@ -104,6 +105,7 @@ class TATSActor(nn.Module):
         num_landmarks: int = 128,
         final_norm: bool = True,
         head_init_std: float = 1e-3,
+        checkpoint_blocks: bool = False,
     ) -> None:
         """
         :param embed_dim: width D of the observed tokens (ViT-B: 768).
@@ -123,6 +125,8 @@ class TATSActor(nn.Module):
             would pass straight into the logits, i.e. change the policy's temperature.
         :param head_init_std: initial weight std of the logit Linear; small = near-uniform
             initial policy.
+        :param checkpoint_blocks: recompute each block's activations in the backward pass
+            instead of keeping them (less memory in the policy update, one more forward).
         """
         super().__init__()
         width = sampler_dim or embed_dim
@@ -138,12 +142,19 @@ class TATSActor(nn.Module):
         ))
         self.apply(init_linear_layers)
         self.head = TokenLogitHead(width=width, final_norm=final_norm, init_std=head_init_std)
+        self.checkpoint_blocks = checkpoint_blocks
 
     def forward(self, obs: Any, state: Any = None, info: Any = None) -> tuple[torch.Tensor, Any]:
         """Tianshou actor call: ``(obs, state, info) -> (logits (B, N), state)``."""
         tokens = as_tokens(obs, embed_dim=self.embed_dim, num_tokens=self.num_tokens,
                            device=self.head.linear.weight.device)
-        return self.head(self.blocks(self.input_proj(tokens))), state
+        x = self.input_proj(tokens)
+        for block in self.blocks:
+            if self.checkpoint_blocks and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.head(x), state
 
 
 class TATSCritic(nn.Module):
