@@ -40,7 +40,14 @@ def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor, probs: torch.
 
 
 @torch.no_grad()
-def evaluate_checkpoint(path: str, *, num_clips: int = 128) -> dict[str, float]:
+def evaluate_checkpoint(path: str, *, num_clips: int = 128, seed: int = 0) -> dict[str, float]:
+    """Enrichment of one checkpoint's masks; ``seed`` fixes the sampled visible sets (global RNG restored)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _evaluate(path, num_clips)
+
+
+def _evaluate(path: str, num_clips: int) -> dict[str, float]:
     pretrained = load_pretrained(path)
     model, cfg = pretrained.model, pretrained.config
     clips = SyntheticMotionVideos(num_clips, num_frames=model.num_frames, input_size=model.img_size,

@@ -6,7 +6,7 @@ checkpoint, then ``tools.motion_visibility``. A ``no pretraining`` row probes (a
 a randomly initialised encoder: the floor every arm must beat. Runs go ``--jobs`` at a time
 with one torch thread each. Prints a markdown table of means and spreads over seeds, and
 writes every number to ``<out>/study.json`` and a figure to ``<out>/study.png``; a run whose checkpoint or metrics exist is not
-run again, so an interrupted study resumes.
+run again, so an interrupted study resumes (a pretraining run cut short continues from its checkpoint).
 
     python -m tools.study --out runs/study-flat --background flat --epochs 16 --finetune --jobs 2
 """
@@ -61,11 +61,11 @@ def study_run(name: str, overrides: list[str] | None, seed: int, args: argparse.
     if overrides is not None:
         ckpt = run_dir / "checkpoint-latest.pt"
         ckpt_args = [f"checkpoint={ckpt}"]
-        if not ckpt.is_file():
+        if not (run_dir / "probe" / "metrics.json").is_file():  # not known to be complete: run or finish it
             learned = overrides[0] not in ("agent=random", "agent=tube")
             run(["train_joint.py", *overrides, *data, f"seed={seed}", f"mask_ratio={args.mask_ratio}",
                  f"train.epochs={args.epochs}", f"train.lr={args.mae_lr}", f"output_dir={run_dir}",
-                 *([f"agent.lr={args.policy_lr}"] if learned else [])])
+                 *([f"agent.lr={args.policy_lr}"] if learned else []), f"resume={ckpt.is_file()}"])
     row: dict = {"arm": name, "seed": seed}
     if not (run_dir / "probe" / "metrics.json").is_file():
         run(["-m", "downstream.linear_probe", *ckpt_args, *data, f"seed={seed}", f"output_dir={run_dir / 'probe'}"])
