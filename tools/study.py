@@ -23,6 +23,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
+from data.synthetic import SyntheticMotionVideos
+from mae.masking import random_mask
 from tools.motion_visibility import evaluate_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +50,29 @@ def run(args: list[str]) -> None:
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+
+
+@torch.no_grad()
+def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128, seed: int = 0) -> tuple[float, float]:
+    """Eq. 6 of the checkpoint's MAE on held-out built-in clips under the same random masks for
+    every checkpoint, and of an MAE that predicts 0 everywhere on those masks.
+
+    The per-patch-normalised targets have mean 0, so the second number is where an MAE that has
+    learned nothing about the pixels sits.
+    """
+    from downstream.visualise import load_pretrained
+
+    pretrained = load_pretrained(checkpoint)
+    model, cfg = pretrained.model, pretrained.config
+    clips = SyntheticMotionVideos(num_clips, num_frames=model.num_frames, input_size=model.img_size,
+                                  patch_size=model.patch_size, tubelet_size=model.tubelet_size, seed=seed,
+                                  split="test", background=cfg["data"]["synthetic_background"])
+    video = torch.stack([clips[i]["video"] for i in range(num_clips)])
+    visible = random_mask(num_clips, model.num_tokens, cfg["mask_ratio"], generator=torch.Generator().manual_seed(seed))
+    losses = [model.loss(video[i:i + 32], visible[i:i + 32]).per_clip for i in range(0, num_clips, 32)]
+    target = model.target(video)
+    zero = target[~visible].square().mean()
+    return float(torch.cat(losses).mean()), float(zero)
 
 
 def top1(metrics_dir: Path) -> float:
@@ -76,6 +103,7 @@ def study_run(name: str, overrides: list[str] | None, seed: int, args: argparse.
                  f"train.epochs={args.finetune_epochs}", f"output_dir={run_dir / 'finetune'}"])
         row["finetune_top1"] = top1(run_dir / "finetune")
     if overrides is not None:
+        row["mae_loss"], row["zero_prediction_loss"] = heldout_mae_loss(str(run_dir / "checkpoint-latest.pt"))
         row.update({k: v for k, v in evaluate_checkpoint(str(run_dir / "checkpoint-latest.pt"),
                                                          num_clips=128).items() if k.endswith("enrichment")})
     row["wall_s"] = time.perf_counter() - tic
@@ -110,6 +138,7 @@ def plot(results: list[dict], columns: list[str], path: Path) -> None:
 
     names = [name for name in [BASELINE] + [arm for arm, _ in ARMS] if any(r["arm"] == name for r in results)]
     chance = {"probe_top1": 100 / 8, "finetune_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
+    # mae_loss has no chance level; zero_prediction_loss is its reference
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 0.45 * len(names) + 1.5), sharey=True)
     for ax, column in zip(axes, columns):
         for y, name in enumerate(names):
@@ -117,11 +146,12 @@ def plot(results: list[dict], columns: list[str], path: Path) -> None:
             if values:
                 ax.barh(y, statistics.mean(values), color="tab:blue", alpha=0.6)
                 ax.plot(values, [y] * len(values), "k.", markersize=6)
-        ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
+        if column in chance:
+            ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
         ax.set_title(column)
         ax.set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
-    axes[-1].legend(loc="lower right")
+    axes[0].legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -153,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(name, overrides, seed) for name, overrides in arms for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda job: study_run(*job, args), jobs))
+    columns = ["probe_top1"] + (["finetune_top1"] if args.finetune else []) + [
+        "visible_enrichment", "prob_enrichment", "mae_loss", "zero_prediction_loss"]
     (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    columns = ["probe_top1"] + (["finetune_top1"] if args.finetune else []) + ["visible_enrichment",
-                                                                              "prob_enrichment"]
     plot(results, columns, out / "study.png")
     print("\n" + table(results, columns))
     print(f"\nfigure: {out / 'study.png'}")
