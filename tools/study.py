@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from agents.registry import make_config
 from data.synthetic import SyntheticMotionVideos
 from mae.masking import random_mask
 from tools.motion_visibility import evaluate_checkpoint
@@ -90,8 +91,10 @@ def study_run(name: str, overrides: list[str] | None, seed: int, args: argparse.
         ckpt_args = [f"checkpoint={ckpt}"]
         if not (run_dir / "probe" / "metrics.json").is_file():  # not known to be complete: run or finish it
             learned = overrides[0] not in ("agent=random", "agent=tube")
+            # GRPO's epoch has G times as many steps (B / G distinct clips per step): same MAE steps
+            epochs = args.epochs // make_config("grpo").group_size if overrides[0] == "agent=grpo" else args.epochs
             run(["train_joint.py", *overrides, *data, f"seed={seed}", f"mask_ratio={args.mask_ratio}",
-                 f"train.epochs={args.epochs}", f"train.lr={args.mae_lr}", f"output_dir={run_dir}",
+                 f"train.epochs={max(1, epochs)}", f"train.lr={args.mae_lr}", f"output_dir={run_dir}",
                  *([f"agent.lr={args.policy_lr}"] if learned else []), f"resume={ckpt.is_file()}"])
     row: dict = {"arm": name, "seed": seed}
     if not (run_dir / "probe" / "metrics.json").is_file():
@@ -130,7 +133,8 @@ def table(results: list[dict], columns: list[str]) -> str:
 
 
 def plot(results: list[dict], columns: list[str], path: Path) -> None:
-    """One panel per column: each arm's mean over seeds, one dot per seed; chance marked."""
+    """One panel per column: each arm's mean over seeds, one dot per seed; chance marked, and on
+    the ``mae_loss`` panel the loss of predicting zeros (``zero_prediction_loss``, not a panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,7 +142,8 @@ def plot(results: list[dict], columns: list[str], path: Path) -> None:
 
     names = [name for name in [BASELINE] + [arm for arm, _ in ARMS] if any(r["arm"] == name for r in results)]
     chance = {"probe_top1": 100 / 8, "finetune_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
-    # mae_loss has no chance level; zero_prediction_loss is its reference
+    zeros = [r["zero_prediction_loss"] for r in results if "zero_prediction_loss" in r]
+    columns = [column for column in columns if column != "zero_prediction_loss"]
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 0.45 * len(names) + 1.5), sharey=True)
     for ax, column in zip(axes, columns):
         for y, name in enumerate(names):
@@ -148,6 +153,10 @@ def plot(results: list[dict], columns: list[str], path: Path) -> None:
                 ax.plot(values, [y] * len(values), "k.", markersize=6)
         if column in chance:
             ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
+        if column == "mae_loss" and zeros:
+            ax.axvline(statistics.mean(zeros), color="tab:green", linestyle=":", linewidth=1.5,
+                       label="predicting zeros")
+            ax.legend(loc="lower right")
         ax.set_title(column)
         ax.set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
