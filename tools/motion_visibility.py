@@ -70,11 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="train_joint.py checkpoints (built-in data)")
     parser.add_argument("--clips", type=int, default=128, help="held-out built-in clips per checkpoint")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled visible sets")
     args = parser.parse_args(argv)
     print("| checkpoint | agent | objective | visible enrichment | prob enrichment |")
     print("| --- | --- | --- | --- | --- |")
     for path in args.checkpoints:
-        row = evaluate_checkpoint(path, num_clips=args.clips)
+        row = evaluate_checkpoint(path, num_clips=args.clips, seed=args.seed)
         print(f"| {path} | {row['agent']} | {row['objective']} | {row['visible_enrichment']:.3f} | "
               f"{row['prob_enrichment']:.3f} |")
 
