@@ -16,7 +16,6 @@ lines 14-20), then the buffer is cleared (line 22).
 from __future__ import annotations
 
 import resource
-import sys
 import time
 
 import hydra
@@ -38,7 +37,7 @@ from data import build_dataset
 from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
-from runtime.setup import open_run_dir, seed_everything
+from runtime.setup import open_run_dir, run_cli, seed_everything
 
 register_configs()
 
@@ -210,11 +209,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    try:
-        train(cfg)
-    except (ConfigError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(train, cfg)
 
 
 if __name__ == "__main__":

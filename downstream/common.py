@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from configs.schema import ConfigError
 from mae.classifier import (CheckpointMismatchError, VideoClassifier, check_keys, encoder_arguments,
                             read_state_dict, read_tats_checkpoint)
 from mae.model import VideoMAEEncoder
@@ -67,12 +65,3 @@ def build_frozen_encoder(cfg: DictConfig) -> VideoMAEEncoder:
         check_keys(encoder_state, encoder.state_dict(), source=str(cfg.checkpoint), target="VideoMAEEncoder")
         encoder.load_state_dict(encoder_state, strict=True)
     return encoder.requires_grad_(False).eval()
-
-
-def run_cli(function: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
-    """Run an entry point; a bad config, path or checkpoint exits with code 2 and ``error: ...``."""
-    try:
-        function(cfg)
-    except (ConfigError, FileNotFoundError, CheckpointMismatchError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)

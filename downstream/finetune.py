@@ -37,13 +37,13 @@ from tqdm import tqdm
 
 from configs import CONFIG_DIR, ConfigError
 from configs.downstream_schema import register_downstream_configs, validate_downstream
-from downstream.common import build_classifier, run_cli
+from downstream.common import build_classifier
 from downstream.datasets import default_flip_prob, eval_dataset, infer_num_classes, train_dataset
 from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform, VideoMixup
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
-from runtime.setup import open_run_dir, seed_everything
+from runtime.setup import open_run_dir, run_cli, seed_everything
 
 register_downstream_configs()
 

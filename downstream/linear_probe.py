@@ -33,14 +33,14 @@ from tqdm import tqdm
 
 from configs import CONFIG_DIR, ConfigError
 from configs.downstream_schema import register_downstream_configs, validate_downstream
-from downstream.common import build_frozen_encoder, run_cli
+from downstream.common import build_frozen_encoder
 from downstream.datasets import default_flip_prob, eval_dataset, infer_num_classes, train_dataset
 from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform
 from mae.model import VideoMAEEncoder
 from runtime import checkpoint
 from runtime.distributed import init_processes
-from runtime.setup import save_resolved_config, seed_everything
+from runtime.setup import run_cli, save_resolved_config, seed_everything
 
 register_downstream_configs()
 

@@ -29,16 +29,7 @@ def load_videomae_checkpoint(model: PretrainVideoMAE, path: str | Path) -> Pretr
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VideoMAE checkpoint not found: {path}")
-    checkpoint = _read(path)
-    state = checkpoint
-    for key in ("model", "module", "state_dict"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            state = checkpoint[key]
-            break
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    check_keys(state, model.state_dict(), source=str(path), target=model.__class__.__name__)
-    model.load_state_dict(state, strict=True)
-    return model
+    return _load_strictly(model, _videomae_state(_read(path)), path)
 
 
 def load_mae_weights(model: PretrainVideoMAE, path: str | Path) -> PretrainVideoMAE:
@@ -50,9 +41,24 @@ def load_mae_weights(model: PretrainVideoMAE, path: str | Path) -> PretrainVideo
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MAE checkpoint not found: {path}")
+    # not weights_only: a train_joint checkpoint also holds numpy RNG states
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(checkpoint, dict) and {"mae", "agent", "config"} <= set(checkpoint):
-        check_keys(checkpoint["mae"], model.state_dict(), source=str(path), target=model.__class__.__name__)
-        model.load_state_dict(checkpoint["mae"], strict=True)
-        return model
-    return load_videomae_checkpoint(model, path)
+        return _load_strictly(model, checkpoint["mae"], path)
+    return _load_strictly(model, _videomae_state(checkpoint), path)
+
+
+def _videomae_state(checkpoint: dict) -> dict:
+    """The state dict inside an official file (``model``/``module``/``state_dict`` or bare), DDP prefix stripped."""
+    state = checkpoint
+    for key in ("model", "module", "state_dict"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            state = checkpoint[key]
+            break
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_strictly(model: PretrainVideoMAE, state: dict, path: Path) -> PretrainVideoMAE:
+    check_keys(state, model.state_dict(), source=str(path), target=model.__class__.__name__)
+    model.load_state_dict(state, strict=True)
+    return model

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -63,3 +65,15 @@ def open_run_dir(cfg: DictConfig, *, is_main: bool) -> RunDir:
     if is_main:
         save_resolved_config(cfg, output_dir)
     return RunDir(output_dir, resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None)
+
+
+def run_cli(function: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
+    """Run an entry point; a bad config, path or checkpoint exits with code 2 and ``error: ...``."""
+    from configs import ConfigError
+    from mae.classifier import CheckpointMismatchError
+
+    try:
+        function(cfg)
+    except (ConfigError, FileNotFoundError, CheckpointMismatchError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

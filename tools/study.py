@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from agents.registry import make_config
+from configs.schema import FIXED_AGENTS
 from data.synthetic import SyntheticMotionVideos
 from mae.masking import random_mask
 from tools.motion_visibility import evaluate_checkpoint
@@ -90,7 +91,7 @@ def study_run(name: str, overrides: list[str] | None, seed: int, args: argparse.
         ckpt = run_dir / "checkpoint-latest.pt"
         ckpt_args = [f"checkpoint={ckpt}"]
         if not (run_dir / "probe" / "metrics.json").is_file():  # not known to be complete: run or finish it
-            learned = overrides[0] not in ("agent=random", "agent=tube")
+            learned = overrides[0].removeprefix("agent=") not in FIXED_AGENTS
             # GRPO's epoch has G times as many steps (B / G distinct clips per step): same MAE steps
             epochs = args.epochs // make_config("grpo").group_size if overrides[0] == "agent=grpo" else args.epochs
             run(["train_joint.py", *overrides, *data, f"seed={seed}", f"mask_ratio={args.mask_ratio}",
