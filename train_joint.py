@@ -35,6 +35,9 @@ from agents.registry import build_agent
 from configs import CONFIG_DIR, ConfigError, register_configs, validate
 from data import build_dataset
 from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
+from envs.heldout import heldout_batch
+from mae.baselines import heldout_losses
+from mae.registry import create_model_from_config
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
 from runtime.setup import open_run_dir, run_cli, seed_everything
@@ -43,12 +46,7 @@ register_configs()
 
 
 def build_model(cfg: DictConfig) -> mae.PretrainVideoMAE:
-    overrides = dict(num_frames=cfg.data.num_frames, drop_path_rate=cfg.model.drop_path_rate)
-    if cfg.model.img_size is not None:
-        overrides["img_size"] = cfg.model.img_size
-    if cfg.model.decoder_depth is not None:
-        overrides["decoder_depth"] = cfg.model.decoder_depth
-    return mae.create_model(cfg.model.name, **overrides)
+    return create_model_from_config(cfg.model, num_frames=cfg.data.num_frames)
 
 
 def average_gradients_across_ranks(module: torch.nn.Module, world_size: int) -> None:
@@ -86,7 +84,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
         sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
         tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips,
-        synthetic_background=cfg.data.synthetic_background)
+        synthetic_background=cfg.data.synthetic_background, synthetic_objects=cfg.data.synthetic_objects,
+        synthetic_fresh=cfg.data.synthetic_fresh)
     agent_group_size = int(cfg.agent.get("group_size", 1))
     if cfg.train.batch_size % agent_group_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
@@ -152,6 +151,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             for key, value in scalars.items():
                 writer.add_scalar(key, value, step)
 
+    # held-out score (built-in data): the MAE against the trivial predictors on fixed clips and masks
+    heldout = None
+    if is_main and cfg.data.name == "synthetic" and cfg.train.eval_every > 0:
+        heldout = {k: v.to(device) for k, v in heldout_batch(model, cfg.data, cfg.mask_ratio).items()}
+
     # ---- Algorithm 1
     total_steps = schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps)
     progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True, disable=not is_main)
@@ -189,6 +193,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
             "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * world_size / elapsed,
         })
+        if "motion_enrichment" in env.last_stats:
+            last["policy/motion_enrichment"] = env.last_stats["motion_enrichment"]
+        if heldout is not None and (step % cfg.train.eval_every < n_steps or step >= total_steps):
+            scores = heldout_losses(model, heldout["video"], heldout["visible"])
+            last.update({"mae/heldout_loss": scores.pop("mae"), **{f"mae/heldout_{k}": v for k, v in scores.items()}})
         if device.type == "cuda":
             last["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         else:  # peak resident set size of this process (Linux reports KiB)
@@ -201,6 +210,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             save()
     save()
     progress.close()
+    if is_main and "mae/heldout_loss" in last:
+        print(f"held-out MAE loss {last['mae/heldout_loss']:.4f}; trivial predictors: copy "
+              f"{last['mae/heldout_copy']:.4f}, clip mean {last['mae/heldout_mean_visible']:.4f}, zeros "
+              f"{last['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
+              f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance)")
     if writer is not None:
         writer.close()
     close_processes(world_size)

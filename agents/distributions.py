@@ -1,4 +1,4 @@
-"""The K-of-N action distribution of the token sampler (DESIGN.md section 3).
+"""The K-of-N action distribution of the token sampler (docs/design.md section 3).
 
 An action is the ordered list of the K visible token indices, drawn one after the other
 without replacement from p = softmax(logits / temperature) (paper Section 3.2: "visible

@@ -16,7 +16,9 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from data.synthetic import BACKGROUNDS
+from data.synthetic import BACKGROUNDS, OBJECTS
+from mae.pos_embed import POS_EMBEDS
+from mae.target import LOSSES
 
 
 class ConfigError(ValueError):
@@ -26,13 +28,18 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = "tiny"
-    """VideoMAE size: tiny (CPU, 64 px) | small | base (the paper's) | large."""
+    """VideoMAE size: micro (the CPU testbed's, 32 px) | tiny (64 px) | small | base (the paper's) | large."""
     img_size: Optional[int] = None
     """Input side in pixels; None = the size's default (tiny 64, others 224)."""
     decoder_depth: Optional[int] = None
     """Decoder blocks; None = the size's default (4; tiny 2). Flag --decoder_depth."""
     drop_path_rate: float = 0.0
     """Stochastic depth of the encoder during pretraining."""
+    norm_target: bool = True
+    """Per-patch normalised pixel targets (VideoMAE, the paper's default); false = [0, 1] pixels
+    (the paper's Table 3d "w/o norm"; the CPU testbed's)."""
+    loss: str = "mse"
+    """Reconstruction loss: mse (Eq. 6) | l1 (Table 3d's alternative)."""
     init_checkpoint: Optional[str] = None
     """MAE weights to start from: a train_joint.py checkpoint (its MAE only) or an official VideoMAE
     pretraining file, loaded strictly; the optimiser, schedule and sampler start fresh. Not read on resume."""
@@ -53,8 +60,13 @@ class DataConfig:
     synthetic_clips: int = 512
     """data=synthetic: clips per epoch (generated on the fly, deterministic per seed and index)."""
     synthetic_background: str = "textured"
-    """data=synthetic: textured (noise, stripes or checker) | flat (one colour: only the moving objects
-    carry anything to reconstruct, which a tiny MAE learns in CPU minutes)."""
+    """data=synthetic: textured (noise, stripes or checker) | smooth (a low-frequency colour field: the
+    CPU testbed's) | flat (one colour: only the moving objects carry anything to reconstruct)."""
+    synthetic_objects: str = "striped"
+    """data=synthetic: striped (two colours) | solid (one colour; the CPU testbed's)."""
+    synthetic_fresh: bool = False
+    """data=synthetic: new clips every epoch (an endless stream, nothing to memorise; the CPU testbed's)
+    instead of the same synthetic_clips clips each epoch."""
     num_workers: int = 2
     """DataLoader worker processes per rank."""
 
@@ -98,6 +110,9 @@ class TrainConfig:
     """Group mode (GRPO): which copies of a clip update the MAE, all | first."""
     amp: bool = True
     """bf16 autocast of the MAE on CUDA (distribution maths stays fp32); ignored on CPU."""
+    eval_every: int = 100
+    """data=synthetic: score the MAE on 64 fixed held-out clips and masks every this many MAE steps, next
+    to the trivial predictors (mae/heldout_*); 0 = never."""
     dump_buffer_every: int = 50
     """Write the rollout buffer to output_dir/buffers/ every this many policy updates (0 = never)."""
 
@@ -133,7 +148,7 @@ def register_configs() -> None:
         store.store(group="agent", name=f"base_{name}", node=entry.config)
 
 
-MODEL_NAMES = ("tiny", "small", "base", "large")
+MODEL_NAMES = ("micro", "tiny", "small", "base", "large")
 DATA_NAMES = ("synthetic", "list", "folder")
 FIXED_AGENTS = ("random", "tube")
 
@@ -148,6 +163,9 @@ def validate(cfg: Any) -> None:
     require(0.0 < cfg.mask_ratio < 1.0, f"mask_ratio must be in (0, 1), got {cfg.mask_ratio}")
     require(cfg.model.name in MODEL_NAMES, f"model.name must be one of {MODEL_NAMES}, got {cfg.model.name!r}")
     require(cfg.data.name in DATA_NAMES, f"data.name must be one of {DATA_NAMES}, got {cfg.data.name!r}")
+    require(cfg.model.loss in LOSSES, f"model.loss must be one of {LOSSES}, got {cfg.model.loss!r}")
+    require(cfg.data.synthetic_objects in OBJECTS,
+            f"data.synthetic_objects must be one of {OBJECTS}, got {cfg.data.synthetic_objects!r}")
     require(cfg.data.synthetic_background in BACKGROUNDS,
             f"data.synthetic_background must be one of {BACKGROUNDS}, got {cfg.data.synthetic_background!r}")
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")

@@ -1,8 +1,8 @@
 """SyntheticMotionVideos: procedural clips whose class is the direction of motion.
 
 Each clip is a static background (``textured``: smooth colour noise, soft stripes or a checker;
-``flat``: one colour) with one to ``max_objects`` textured squares or discs gliding at constant
-velocity. All objects of a
+``smooth``: a low-frequency colour field; ``flat``: one colour) with one to ``max_objects``
+squares or discs (``striped`` in two colours, or ``solid``) gliding at constant velocity. All objects of a
 clip move in the class direction (one of 8 compass directions), each at its own speed. Space
 wraps around (an object leaving on the right comes back on the left), so every frame's object
 positions are uniform whatever the direction: one frame tells nothing about the class, two do.
@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 from data.transforms import normalize_clip
 
 SPLITS = ("train", "val", "test")
-BACKGROUNDS = ("textured", "flat")
+BACKGROUNDS = ("textured", "smooth", "flat")
+OBJECTS = ("striped", "solid")
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,16 @@ def token_motion(moving: np.ndarray, patch_size: int, tubelet_size: int) -> np.n
 
 
 def _background(rng: np.random.Generator, size: int, style: str = "textured") -> np.ndarray:
-    """A static texture (smooth colour noise, soft stripes or a checker) or one flat colour.
+    """A static texture (smooth colour noise, soft stripes or a checker), a smooth field, or one colour.
 
     A flat patch's per-patch-normalised target is about 0 (round-off only), so with ``flat`` only the moving
     objects carry anything to reconstruct. Shapes: returns (S, S, 3) uint8.
     """
+    if style == "smooth":  # bicubic from a 2x2 or 3x3 grid of colours: neighbouring patches look alike
+        cells = int(rng.integers(2, 4))
+        coarse = torch.from_numpy(rng.uniform(20, 230, size=(1, 3, cells, cells)).astype(np.float32))
+        smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)
+        return rearrange(smooth[0], "c h w -> h w c").clamp(0, 255).to(torch.uint8).numpy()
     if style == "flat":
         return np.broadcast_to(rng.integers(20, 200, size=3).astype(np.uint8), (size, size, 3)).copy()
     kind = rng.integers(3)
@@ -126,12 +132,23 @@ def _background(rng: np.random.Generator, size: int, style: str = "textured") ->
     return mixed.astype(np.uint8)
 
 
+def synthetic_style(data_config) -> dict[str, str]:
+    """``background`` and ``objects`` from a run's ``data`` config (a DictConfig or a stored dict);
+    runs saved before a key existed get its default."""
+    get = data_config.get
+    return {"background": get("synthetic_background", "textured"), "objects": get("synthetic_objects", "striped")}
+
+
 class SyntheticMotionVideos(Dataset):
     """Procedural clips labelled by motion direction, generated on the fly.
 
     Clip ``i`` is a pure function of ``(seed, split, i)``: ``split`` ("train", "val", "test")
-    gives independent draws for one seed. ``background`` is ``textured`` or ``flat`` (see
-    :func:`_background`; flat makes the MAE's job learnable in CPU minutes). No augmentation (the motion ground truth stays aligned
+    gives independent draws for one seed. ``background`` is ``textured``, ``smooth`` or ``flat``
+    (see :func:`_background`); ``objects`` is ``striped`` or ``solid`` (one colour each; the
+    random draws are the same, so a clip's objects, label and motion do not depend on it).
+    ``fresh=True`` draws new clips every epoch (clip ``i`` of epoch ``e`` is a function of
+    ``(seed, split, i, e)``; see :meth:`set_epoch`): an endless stream that a small MAE cannot
+    memorise. No augmentation (the motion ground truth stays aligned
     with the tokens); ``video`` is only normalised.
 
     Items: ``video`` (3, T, S, S) float32 ImageNet-normalised; ``label`` int in [0, 8) (see
@@ -146,7 +163,7 @@ class SyntheticMotionVideos(Dataset):
 
     def __init__(self, num_clips: int, *, num_frames: int = 16, input_size: int = 64, patch_size: int = 16,
                  tubelet_size: int = 2, seed: int = 0, max_objects: int = 3, split: str = "train",
-                 background: str = "textured"):
+                 background: str = "textured", objects: str = "striped", fresh: bool = False):
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         if input_size % patch_size:
@@ -159,9 +176,16 @@ class SyntheticMotionVideos(Dataset):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+        if objects not in OBJECTS:
+            raise ValueError(f"objects must be one of {OBJECTS}, got {objects!r}")
         self.num_clips, self.num_frames, self.input_size = num_clips, num_frames, input_size
         self.patch_size, self.tubelet_size, self.seed = patch_size, tubelet_size, seed
-        self.max_objects, self.split, self.background = max_objects, split, background
+        self.max_objects, self.split, self.background, self.objects = max_objects, split, background, objects
+        self.fresh, self.epoch = fresh, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the clip source at each epoch; with ``fresh=True`` it selects that epoch's clips."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.num_clips
@@ -170,18 +194,22 @@ class SyntheticMotionVideos(Dataset):
         """The clip's ingredients: background (S, S, 3) uint8, objects, label."""
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips")
-        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index])
+        key = [self.seed, SPLITS.index(self.split), index] + ([self.epoch] if self.fresh else [])
+        rng = np.random.default_rng(key)
         size, label = self.input_size, int(rng.integers(len(self.CLASSES)))
         angle = label * math.pi / 4
         objects = []
         for _ in range(int(rng.integers(1, self.max_objects + 1))):
             speed = rng.uniform(*self.SPEED_RANGE) * size
+            colours = rng.integers(0, 256, size=(2, 3))
+            if self.objects == "solid":
+                colours[1] = colours[0]
             objects.append(MovingObject(
                 x=rng.uniform(0, size), y=rng.uniform(0, size),
                 vx=speed * math.cos(angle), vy=-speed * math.sin(angle),  # rows grow downwards
                 radius=rng.uniform(*self.RADIUS_RANGE) * size,
                 shape=("square", "disc")[rng.integers(2)],
-                colours=tuple(map(tuple, rng.integers(0, 256, size=(2, 3)).tolist())),
+                colours=tuple(map(tuple, colours.tolist())),
                 stripe_angle=rng.uniform(0, math.pi), stripe_period=rng.uniform(0.05, 0.15) * size,
             ))
         return _background(rng, size, self.background), objects, label

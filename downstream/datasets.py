@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from configs.schema import ConfigError
-from data.synthetic import SyntheticMotionVideos
+from data.synthetic import SyntheticMotionVideos, synthetic_style
 from data.video_dataset import VideoListDataset, parse_list_file
 from downstream.evaluate import MultiViewDataset
 
@@ -61,7 +61,7 @@ def _synthetic(cfg: Any, *, input_size: int, patch_size: int, tubelet_size: int,
                num_clips: int) -> SyntheticMotionVideos:
     return SyntheticMotionVideos(num_clips, num_frames=cfg.data.num_frames, input_size=input_size,
                                  patch_size=patch_size, tubelet_size=tubelet_size, seed=cfg.seed, split=split,
-                                 background=cfg.data.synthetic_background)
+                                 **synthetic_style(cfg.data))
 
 
 def train_dataset(cfg: Any, *, input_size: int, patch_size: int, tubelet_size: int,

@@ -51,8 +51,10 @@ import mae  # noqa: E402
 from agents.distributions import PlackettLuce  # noqa: E402
 from agents.registry import build_agent  # noqa: E402
 from data import EvalClipTransform, SyntheticMotionVideos, VideoReadError, read_clip  # noqa: E402
+from data.synthetic import synthetic_style  # noqa: E402
 from downstream.attention_maps import actor_attention  # noqa: E402
 from mae.classifier import CheckpointMismatchError  # noqa: E402
+from mae.registry import create_model_from_config  # noqa: E402
 from runtime import checkpoint  # noqa: E402
 
 PANEL_INCHES, LABEL_INCHES, TITLE_INCHES, DPI = 1.5, 1.3, 0.35, 100
@@ -74,11 +76,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
     if not isinstance(state, dict) or not {"mae", "agent", "config"} <= set(state):
         raise CheckpointMismatchError(f"{path} is not a train_joint.py checkpoint (needs 'mae', 'agent', 'config')")
     cfg = state["config"]
-    overrides = dict(num_frames=cfg["data"]["num_frames"])
-    for key in ("img_size", "decoder_depth"):
-        if cfg["model"].get(key) is not None:
-            overrides[key] = cfg["model"][key]
-    model = mae.create_model(cfg["model"]["name"], **overrides)
+    model = create_model_from_config(cfg["model"], num_frames=cfg["data"]["num_frames"])
     model.load_state_dict(state["mae"])
     model.eval()
     env = agent_environment(model, cfg["mask_ratio"], group_size=int(cfg["agent"].get("group_size", 1)))
@@ -108,7 +106,7 @@ def load_clip(pretrained: Pretrained, *, video: str | None = None,
         dataset = SyntheticMotionVideos(synthetic + 1, num_frames=model.num_frames, input_size=model.img_size,
                                         patch_size=model.patch_size, tubelet_size=model.tubelet_size,
                                         seed=pretrained.config["seed"], split="val",
-                                        background=data.get("synthetic_background", "textured"))
+                                        **synthetic_style(data))
         item = dataset[synthetic]
         label = SyntheticMotionVideos.CLASSES[item["label"]]
         return item["video"][None], item["motion"], f"synthetic val clip {synthetic} ({label})"
@@ -133,7 +131,7 @@ def reconstruct(model: mae.PretrainVideoMAE, video: torch.Tensor,
         per-token error ``(1, N)`` (0 at visible tokens), and the clip's loss L_R.
     """
     pred = model(video, visible)  # (1, N - K, tubelet * p * p * 3), normalised-patch space
-    out = mae.reconstruction_loss(pred, model.target(video), visible)
+    out = model.reconstruction_loss(pred, model.target(video), visible)
     u, p = model.tubelet_size, model.patch_size
     patches = rearrange(to_pixels(video), "b c (t u) (h p) (w q) -> b (t h w) (u p q) c", u=u, p=p, q=p)
     mean = patches.mean(dim=-2, keepdim=True)

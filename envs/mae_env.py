@@ -31,9 +31,31 @@ from torch import nn
 
 from envs.clip_source import ClipSource
 from envs.mae_optimizer import MAEOptimizer
-from mae import PretrainVideoMAE, indices_to_mask, num_visible, reconstruction_loss
+from mae import PretrainVideoMAE, indices_to_mask, num_visible
 
 MODES = ("train", "frozen")
+
+
+def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor,
+                      probs: torch.Tensor | None = None) -> tuple[float, float]:
+    """How much more often than chance moving tokens are visible (1.0 = random masking).
+
+    ``visible``: mean over clips of P(visible | moving) / P(visible) = (|V & M| / |M|) / (K / N);
+    ``prob`` (when ``probs`` is given): mean over clips of p(M) / (|M| / N), the single-draw
+    probability mass on moving tokens over their share. Clips with no moving or no still token
+    are left out; NaN if none is left.
+
+    Shapes: visible, motion ``(B, N)`` bool; probs ``(B, N)``.
+    """
+    num_tokens = visible.shape[1]
+    keep = motion.any(dim=1) & ~motion.all(dim=1)
+    visible, motion = visible[keep], motion[keep]
+    share_visible = visible.sum(dim=1) / num_tokens
+    share_moving = motion.sum(dim=1) / num_tokens
+    enrich_visible = float(((visible & motion).sum(dim=1) / motion.sum(dim=1) / share_visible).mean())
+    if probs is None:
+        return enrich_visible, float("nan")
+    return enrich_visible, float(((probs[keep] * motion).sum(dim=1) / share_moving).mean())
 GROUP_UPDATES = ("all", "first")
 
 
@@ -114,13 +136,15 @@ class MAEVectorEnv(VectorEnv):
         with torch.enable_grad() if training else torch.no_grad():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 pred = model(video, visible)
-            out = reconstruction_loss(pred.float(), target, visible)
+            out = self.mae.reconstruction_loss(pred.float(), target, visible)
             if training:
                 update_loss = out.per_clip if self.group_update == "all" else out.per_clip[:: self.group_size]
                 self.last_stats = self.optimizer.backward_and_step(update_loss.mean(), self.mae.parameters())
         reward = out.per_clip.detach().float().cpu().numpy()
         info = self._info(out.per_token.detach(), visible)
         self.last_stats = {**self.last_stats, "loss": float(reward.mean())}
+        if self._batch["motion"] is not None:  # built-in data: which tokens a moving object covers
+            self.last_stats["motion_enrichment"] = motion_enrichment(visible, self._batch["motion"])[0]
         self._load_next_batch()
         terminated = np.ones(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -172,6 +196,7 @@ class MAEVectorEnv(VectorEnv):
             "clip_index": np.repeat(batch["index"].cpu().numpy().astype(np.int64), g),
             "label": np.repeat(batch["label"].cpu().numpy().astype(np.int64), g),
             "group": np.repeat(groups.astype(np.int64), g),
+            "motion": repeat(batch["motion"]) if "motion" in batch else None,
         }
 
     @property

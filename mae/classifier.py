@@ -49,7 +49,7 @@ PRETRAIN_ONLY_KEYS = frozenset({"encoder.norm.weight", "encoder.norm.bias"})
 
 # Encoder constructor arguments and the pretraining model's defaults for them.
 _ENCODER_ARGS = ("img_size", "patch_size", "num_frames", "tubelet_size", "embed_dim", "depth", "num_heads",
-                 "mlp_ratio")
+                 "mlp_ratio", "pos_embed")
 _PRETRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(PretrainVideoMAE).parameters.items()}
 
 
@@ -81,7 +81,7 @@ class VideoClassifier(nn.Module):
 
     def __init__(self, *, num_classes: int, img_size: int = 224, patch_size: int = 16, num_frames: int = 16,
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.1, head_drop_rate: float = 0.0,
+                 mlp_ratio: float = 4.0, pos_embed: str = "1d", drop_path_rate: float = 0.1, head_drop_rate: float = 0.0,
                  head_init_scale: float = 1e-3):
         super().__init__()
         if num_classes < 1:
@@ -89,7 +89,7 @@ class VideoClassifier(nn.Module):
         self.num_classes, self.depth = num_classes, depth
         self.architecture = dict(img_size=img_size, patch_size=patch_size, num_frames=num_frames,
                                  tubelet_size=tubelet_size, embed_dim=embed_dim, depth=depth,
-                                 num_heads=num_heads, mlp_ratio=mlp_ratio)
+                                 num_heads=num_heads, mlp_ratio=mlp_ratio, pos_embed=pos_embed)
         self.encoder = VideoMAEEncoder(**self.architecture, drop_path=drop_path_rate)
         # Mean pooling: VideoMAE's fine-tuning model has no final norm on the tokens ...
         self.encoder.norm = nn.Identity()

@@ -21,8 +21,8 @@ from timm.layers import trunc_normal_
 from timm.models.eva import EvaBlock
 from torch import nn
 
-from mae.pos_embed import sinusoid_table
-from mae.target import ReconstructionLoss, patchify_target, reconstruction_loss
+from mae.pos_embed import position_table
+from mae.target import LOSSES, ReconstructionLoss, patchify_target, reconstruction_loss
 
 
 class TubeletEmbed(nn.Module):
@@ -62,12 +62,13 @@ class VideoMAEEncoder(nn.Module):
     """ViT encoder over the visible tokens (VideoMAE ``PretrainVisionTransformerEncoder``)."""
 
     def __init__(self, *, img_size: int, patch_size: int, num_frames: int, tubelet_size: int,
-                 embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path: float):
+                 embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path: float,
+                 pos_embed: str = "1d"):
         super().__init__()
         self.patch_embed = TubeletEmbed(img_size=img_size, patch_size=patch_size, num_frames=num_frames,
                                         tubelet_size=tubelet_size, in_chans=3, embed_dim=embed_dim)
         # Not a parameter and not persistent: VideoMAE checkpoints do not hold it.
-        self.register_buffer("pos_embed", sinusoid_table(self.patch_embed.num_patches, embed_dim),
+        self.register_buffer("pos_embed", position_table(pos_embed, self.patch_embed.grid, embed_dim),
                              persistent=False)
         self.blocks = _blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
@@ -115,14 +116,19 @@ class PretrainVideoMAE(nn.Module):
     def __init__(self, *, img_size: int = 224, patch_size: int = 16, num_frames: int = 16,
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  decoder_embed_dim: int = 384, decoder_depth: int = 4, decoder_num_heads: int = 6,
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.0):
+                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, pos_embed: str = "1d",
+                 norm_target: bool = True, loss: str = "mse"):
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.img_size, self.patch_size = img_size, patch_size
         self.num_frames, self.tubelet_size = num_frames, tubelet_size
         self.embed_dim = embed_dim
+        self.norm_target, self.loss_type = norm_target, loss
         self.encoder = VideoMAEEncoder(img_size=img_size, patch_size=patch_size, num_frames=num_frames,
                                        tubelet_size=tubelet_size, embed_dim=embed_dim, depth=depth,
-                                       num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=drop_path_rate)
+                                       num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=drop_path_rate,
+                                       pos_embed=pos_embed)
         self.grid = self.encoder.patch_embed.grid
         self.num_tokens = self.encoder.patch_embed.num_patches
         out_dim = 3 * tubelet_size * patch_size**2
@@ -130,7 +136,7 @@ class PretrainVideoMAE(nn.Module):
                                        num_heads=decoder_num_heads, mlp_ratio=mlp_ratio, out_dim=out_dim)
         self.encoder_to_decoder = nn.Linear(embed_dim, decoder_embed_dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.register_buffer("pos_embed", sinusoid_table(self.num_tokens, decoder_embed_dim), persistent=False)
+        self.register_buffer("pos_embed", position_table(pos_embed, self.grid, decoder_embed_dim), persistent=False)
         self.apply(_init_weights)
         trunc_normal_(self.mask_token, std=0.02)
 
@@ -152,11 +158,16 @@ class PretrainVideoMAE(nn.Module):
         return self.forward_decoder(self.forward_encoder(video, visible), visible)
 
     def target(self, video: torch.Tensor) -> torch.Tensor:
-        return patchify_target(video, tubelet_size=self.tubelet_size, patch_size=self.patch_size)
+        return patchify_target(video, tubelet_size=self.tubelet_size, patch_size=self.patch_size,
+                               normalize=self.norm_target)
+
+    def reconstruction_loss(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> ReconstructionLoss:
+        """Eq. 6 with this model's loss (``mse`` or ``l1``) on given predictions."""
+        return reconstruction_loss(pred, target, visible, loss=self.loss_type)
 
     def loss(self, video: torch.Tensor, visible: torch.Tensor) -> ReconstructionLoss:
         """Forward pass plus Eq. 6: scalar loss, per-clip ``(B,)`` and per-token ``(B, N)``."""
-        return reconstruction_loss(self(video, visible), self.target(video), visible)
+        return self.reconstruction_loss(self(video, visible), self.target(video), visible)
 
     def tokenize(self, video: torch.Tensor) -> torch.Tensor:
         """The policy's observation X: ``(B, N, D)`` token embeddings with positions."""

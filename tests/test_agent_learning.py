@@ -1,6 +1,6 @@
 """Do the agents learn what their objective says? A toy with informative and noise tokens.
 
-The toy (DESIGN.md section 3) has N = 16 tokens per clip, K = 4 visible. Eight fixed
+The toy (docs/design.md section 3) has N = 16 tokens per clip, K = 4 visible. Eight fixed
 positions are *informative*: their contents are a rank-4 linear function of a per-clip
 latent plus a little noise, so 4 visible informative tokens predict the other informative
 ones almost exactly. The other eight are *pure noise*: unpredictable from anything. All

@@ -357,7 +357,7 @@ class PlainLoop:
         self.mae.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             pred = self.mae(video, visible)
-        out = mae.reconstruction_loss(pred.float(), target, visible)
+        out = self.mae.reconstruction_loss(pred.float(), target, visible)
         self.mae_optimizer.backward_and_step(out.per_clip.mean(), self.mae.parameters())
         reward = out.per_clip.detach().float()
         synchronize(self.device)

@@ -21,22 +21,9 @@ import argparse
 import torch
 
 from data import SyntheticMotionVideos
+from data.synthetic import synthetic_style
 from downstream.visualise import load_pretrained, policy_mask
-
-
-def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]:
-    """Per-clip enrichments, averaged over clips with at least one moving and one still token.
-
-    Shapes: visible, motion ``(B, N)`` bool; probs ``(B, N)``.
-    """
-    num_tokens = visible.shape[1]
-    keep = motion.any(dim=1) & ~motion.all(dim=1)
-    visible, motion, probs = visible[keep], motion[keep], probs[keep]
-    share_visible = visible.sum(dim=1) / num_tokens
-    share_moving = motion.sum(dim=1) / num_tokens
-    visible_rate_moving = (visible & motion).sum(dim=1) / motion.sum(dim=1)
-    prob_on_moving = (probs * motion).sum(dim=1)
-    return float((visible_rate_moving / share_visible).mean()), float((prob_on_moving / share_moving).mean())
+from envs.mae_env import motion_enrichment
 
 
 @torch.no_grad()
@@ -53,7 +40,7 @@ def _evaluate(path: str, num_clips: int) -> dict[str, float]:
     clips = SyntheticMotionVideos(num_clips, num_frames=model.num_frames, input_size=model.img_size,
                                   patch_size=model.patch_size, tubelet_size=model.tubelet_size,
                                   seed=cfg["seed"], split="val",
-                                  background=cfg["data"].get("synthetic_background", "textured"))
+                                  **synthetic_style(cfg["data"]))
     visible, motion, probs = [], [], []
     for index in range(num_clips):
         item = clips[index]

@@ -27,7 +27,7 @@ import torch
 
 from agents.registry import make_config
 from configs.schema import FIXED_AGENTS
-from data.synthetic import SyntheticMotionVideos
+from data.synthetic import SyntheticMotionVideos, synthetic_style
 from mae.masking import random_mask
 from tools.motion_visibility import evaluate_checkpoint
 
@@ -54,27 +54,15 @@ def run(args: list[str]) -> None:
         raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
 
 
-@torch.no_grad()
-def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128, seed: int = 0) -> tuple[float, float]:
+def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128, seed: int = 0) -> dict[str, float]:
     """Eq. 6 of the checkpoint's MAE on held-out built-in clips under the same random masks for
-    every checkpoint, and of an MAE that predicts 0 everywhere on those masks.
-
-    The per-patch-normalised targets have mean 0, so the second number is where an MAE that has
-    learned nothing about the pixels sits.
-    """
+    every checkpoint, next to the trivial predictors' (zeros, mean_visible, copy) on those masks."""
     from downstream.visualise import load_pretrained
 
     pretrained = load_pretrained(checkpoint)
     model, cfg = pretrained.model, pretrained.config
-    clips = SyntheticMotionVideos(num_clips, num_frames=model.num_frames, input_size=model.img_size,
-                                  patch_size=model.patch_size, tubelet_size=model.tubelet_size, seed=seed,
-                                  split="test", background=cfg["data"]["synthetic_background"])
-    video = torch.stack([clips[i]["video"] for i in range(num_clips)])
-    visible = random_mask(num_clips, model.num_tokens, cfg["mask_ratio"], generator=torch.Generator().manual_seed(seed))
-    losses = [model.loss(video[i:i + 32], visible[i:i + 32]).per_clip for i in range(0, num_clips, 32)]
-    target = model.target(video)
-    zero = target[~visible].square().mean()
-    return float(torch.cat(losses).mean()), float(zero)
+    batch = heldout_batch(model, cfg["data"], cfg["mask_ratio"], num_clips=num_clips, seed=seed)
+    return heldout_losses(model, batch["video"], batch["visible"])
 
 
 def top1(metrics_dir: Path) -> float:

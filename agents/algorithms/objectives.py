@@ -1,4 +1,4 @@
-"""Which log-probability and which return an objective uses (DESIGN.md section 3).
+"""Which log-probability and which return an objective uses (docs/design.md section 3).
 
 The environment's reward is always +L_R, the reconstruction error of the masked tokens
 (paper Eq. 6). An objective says how a policy-gradient algorithm reads it:

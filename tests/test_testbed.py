@@ -1,0 +1,157 @@
+"""The CPU testbed's parts: trivial predictors, target and loss options, 3-D positions, data options."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import mae
+from data.synthetic import SyntheticMotionVideos, synthetic_style
+from envs.heldout import heldout_batch
+from envs.mae_env import motion_enrichment
+from mae.baselines import copy_prediction, heldout_losses, mean_visible_prediction, trivial_losses
+from mae.pos_embed import factorised_sinusoid_table, position_table, sinusoid_table
+from mae.target import patchify_target, reconstruction_loss
+
+
+def test_copy_predictor_is_exact_on_static_clips_where_a_time_step_is_visible():
+    grid = (4, 2, 3)
+    places = 6
+    per_place = torch.randn(2, 1, places, 5)
+    target = per_place.expand(2, 4, places, 5).reshape(2, 24, 5)  # static: same target at every time step
+    visible = torch.zeros(2, 4, places, dtype=torch.bool)
+    visible[:, 2, :4] = True  # places 0-3 visible at t=2; places 4, 5 never
+    visible = visible.reshape(2, 24)
+    pred = copy_prediction(target, visible, grid).view(2, 4, places, 5)
+    torch.testing.assert_close(pred[:, :, :4], target.view(2, 4, places, 5)[:, :, :4])
+    mean = per_place[:, 0, :4].mean(dim=1)  # the clip's mean visible target
+    torch.testing.assert_close(pred[:, :, 4], mean[:, None].expand(2, 4, 5))
+
+
+def test_copy_predictor_takes_the_nearest_visible_time_step_earlier_on_ties():
+    grid = (5, 1, 1)
+    target = torch.arange(5.0).view(1, 5, 1)  # token t has target t
+    visible = torch.tensor([[False, True, False, True, False]])
+    pred = copy_prediction(target, visible, grid).view(5)
+    # t=0 -> 1, t=2 -> 1 (tie between 1 and 3: the earlier), t=4 -> 3; visible tokens copy themselves
+    assert pred.tolist() == [1.0, 1.0, 1.0, 3.0, 3.0]
+
+
+def test_mean_visible_and_losses_by_hand():
+    target = torch.tensor([[[1.0], [3.0], [10.0], [-2.0]]])
+    visible = torch.tensor([[True, True, False, False]])
+    assert mean_visible_prediction(target, visible)[0, :, 0].tolist() == [2.0] * 4
+    losses = trivial_losses(target, visible, (4, 1, 1))
+    assert losses["zeros"].item() == pytest.approx((100 + 4) / 2)
+    assert losses["mean_visible"].item() == pytest.approx((64 + 16) / 2)
+    assert losses["copy"].item() == pytest.approx((49 + 25) / 2)  # 10 <- 3 (t=1), -2 <- 3 (t=1)
+    l1 = trivial_losses(target, visible, (4, 1, 1), loss="l1")
+    assert l1["zeros"].item() == pytest.approx(6.0)
+
+
+def test_unnormalised_target_is_the_pixels_and_l1_loss():
+    video = torch.randn(1, 3, 4, 8, 8)
+    raw = patchify_target(video, tubelet_size=2, patch_size=4, normalize=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1)
+    pixels = video * std + mean
+    # token 0 = frames 0-1, rows 0-3, cols 0-3; layout (t p p c)
+    torch.testing.assert_close(raw[0, 0].view(2, 4, 4, 3), pixels[0, :, :2, :4, :4].permute(1, 2, 3, 0))
+    visible = torch.tensor([[True] + [False] * 7])
+    pred = torch.zeros(1, 7, raw.shape[-1])
+    out = reconstruction_loss(pred, raw, visible, loss="l1")
+    assert out.loss.item() == pytest.approx(raw[0, 1:].abs().mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        reconstruction_loss(pred, raw, visible, loss="huber")
+
+
+def test_model_options_reach_the_loss():
+    model = mae.create_model("micro", num_frames=4, norm_target=False, loss="l1")
+    video = torch.randn(2, 3, 4, 32, 32)
+    visible = mae.random_mask(2, model.num_tokens, 0.75, generator=torch.Generator().manual_seed(0))
+    out = model.loss(video, visible)
+    expected = reconstruction_loss(model(video, visible), patchify_target(video, tubelet_size=2, patch_size=8,
+                                                                          normalize=False), visible, loss="l1")
+    torch.testing.assert_close(out.loss, expected.loss)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        mae.create_model("micro", loss="huber")
+
+
+def test_factorised_table_codes_each_axis_separately():
+    grid, dim = (2, 3, 4), 36
+    table = factorised_sinusoid_table(grid, dim)[0]
+    assert table.shape == (24, 36)
+    part = (dim // 6) * 2
+    t_code, h_code, w_code = table[:, :part], table[:, part:2 * part], table[:, 2 * part:]
+    index = torch.arange(24).view(2, 3, 4)
+    # tokens at the same (h, w) share the h and w codes whatever t; the t code depends on t only
+    torch.testing.assert_close(h_code[index[0].flatten()], h_code[index[1].flatten()])
+    torch.testing.assert_close(w_code[index[0].flatten()], w_code[index[1].flatten()])
+    torch.testing.assert_close(t_code[index[1].flatten()], sinusoid_table(2, part)[0, 1].expand(12, part))
+    torch.testing.assert_close(position_table("1d", grid, dim), sinusoid_table(24, dim))
+    with pytest.raises(ValueError, match="pos_embed"):
+        position_table("2d", grid, dim)
+
+
+def test_micro_uses_the_3d_table_and_videomae_sizes_keep_the_1d_one():
+    micro = mae.create_model("micro", num_frames=16)
+    assert micro.num_tokens == 128 and micro.grid == (8, 4, 4)
+    torch.testing.assert_close(micro.encoder.pos_embed, factorised_sinusoid_table((8, 4, 4), 96))
+    tiny = mae.create_model("tiny")
+    torch.testing.assert_close(tiny.encoder.pos_embed, sinusoid_table(128, 96))
+
+
+def test_smooth_background_solid_objects_and_same_scene():
+    striped = SyntheticMotionVideos(4, input_size=32, patch_size=8)
+    solid = SyntheticMotionVideos(4, input_size=32, patch_size=8, background="smooth", objects="solid")
+    for i in range(4):
+        a, b = striped[i], solid[i]
+        assert a["label"] == b["label"] and torch.equal(a["motion"], b["motion"])
+        for obj in solid.scene(i)[1]:
+            assert obj.colours[0] == obj.colours[1]
+    frame = solid.frames(0)[0].astype(float)
+    # smooth: neighbouring pixels of the background differ little
+    assert np.abs(np.diff(solid.scene(0)[0].astype(float), axis=0)).max() < 40
+    assert frame.shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="objects must be one of"):
+        SyntheticMotionVideos(2, objects="dotted")
+
+
+def test_fresh_clips_change_with_the_epoch_only_when_asked():
+    fixed = SyntheticMotionVideos(2, input_size=32, patch_size=8)
+    fresh = SyntheticMotionVideos(2, input_size=32, patch_size=8, fresh=True)
+    first = fresh[0]["video"]
+    fixed.set_epoch(1)
+    fresh.set_epoch(1)
+    assert torch.equal(fixed[0]["video"], SyntheticMotionVideos(2, input_size=32, patch_size=8)[0]["video"])
+    assert not torch.equal(fresh[0]["video"], first)
+    fresh.set_epoch(0)
+    assert torch.equal(fresh[0]["video"], first)
+
+
+def test_synthetic_style_reads_old_and_new_configs():
+    assert synthetic_style({}) == {"background": "textured", "objects": "striped"}
+    assert synthetic_style({"synthetic_background": "smooth", "synthetic_objects": "solid"}) == {
+        "background": "smooth", "objects": "solid"}
+
+
+def test_heldout_losses_score_a_perfect_and_a_zero_predictor():
+    model = mae.create_model("micro", num_frames=4, norm_target=False)
+    batch = heldout_batch(model, {"synthetic_background": "smooth"}, 0.75, num_clips=6, static=True)
+    assert not batch["motion"].any()
+    assert torch.equal(batch["video"][:, :, 0], batch["video"][:, :, 3])
+    channels = model.target(batch["video"]).shape[-1]
+    model.forward = lambda clip, vis: model.target(clip)[~vis].reshape(clip.shape[0], -1, channels)
+    scores = heldout_losses(model, batch["video"], batch["visible"], chunk=4)
+    assert scores["mae"] == 0.0
+    assert scores["copy"] < scores["mean_visible"] < scores["zeros"]
+
+
+def test_motion_enrichment_by_hand():
+    motion = torch.tensor([[True, True, False, False], [True, False, False, False], [False] * 4])
+    visible = torch.tensor([[True, False, False, False], [True, False, False, True], [True] * 2 + [False] * 2])
+    enrich, prob = motion_enrichment(visible, motion, torch.full((3, 4), 0.25))
+    # clip 0: (1/2) / (1/4) = 2; clip 1: (1/1) / (2/4) = 2; clip 2 has no moving token: left out
+    assert enrich == pytest.approx(2.0) and prob == pytest.approx(1.0)
+    assert math.isnan(motion_enrichment(visible[2:], motion[2:])[0])

@@ -1,0 +1,200 @@
+"""The CPU testbed's evidence: the MAE learns, and its features carry the label.
+
+Two commands, each printing its numbers and writing them to ``<out>/<command>.json``:
+
+    python -m tools.testbed static --minutes 5      # static clips, mask 0.75: below the copy predictor?
+    python -m tools.testbed moving --minutes 15     # moving clips, mask 0.9 (train_joint.py agent=random),
+                                                    # then linear probes and a from-scratch fine-tune
+
+``static`` trains the micro MAE in-process with random masking on built-in clips whose first
+frame is repeated (nothing moves), for a wall-clock budget, and scores it every
+``--eval-every`` steps on 64 fixed held-out clips against the trivial predictors of
+:mod:`mae.baselines`. ``--norm-target``, ``--pos-embed 1d``, ``--background textured`` and
+``--objects striped`` switch the testbed's choices back one at a time (docs/testbed.md, "Why").
+
+``moving`` runs ``train_joint.py agent=random`` on the testbed (preset ``cpu``) for as many MAE
+steps as fit ``--minutes`` (measured on a short first run: see ``--steps``), reads the held-out
+curve from its TensorBoard log, then probes the checkpoint and an untrained encoder
+(``downstream.linear_probe``) and fine-tunes from scratch (``downstream.finetune``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from timm.optim import create_optimizer_v2
+
+import mae
+from data.synthetic import SyntheticMotionVideos
+from envs.heldout import heldout_batch
+from mae.baselines import heldout_losses
+
+ROOT = Path(__file__).resolve().parents[1]
+# The testbed's data keys (configs/preset/cpu.yaml), for the downstream entry points, which take no preset.
+TESTBED_DATA = ["data.num_frames=16", "data.synthetic_background=smooth", "data.synthetic_objects=solid"]
+NUM_CLASSES = len(SyntheticMotionVideos.CLASSES)
+
+
+def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch.Tensor:
+    """Clips ``start .. start + size`` of a fresh stream with their first frame repeated: ``(B, 3, T, H, W)``."""
+    video = torch.stack([dataset[i % len(dataset)]["video"] for i in range(start, start + size)])
+    return video[:, :, :1].expand_as(video).contiguous()
+
+
+def run_static(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    model = mae.create_model("micro", num_frames=16, norm_target=args.norm_target, pos_embed=args.pos_embed)
+    style = {"synthetic_background": args.background, "synthetic_objects": args.objects}
+    held = heldout_batch(model, style, args.mask_ratio, static=True, seed=args.seed)
+    train = SyntheticMotionVideos(10**9, num_frames=16, input_size=32, patch_size=8, seed=args.seed + 1,
+                                  background=args.background, objects=args.objects)
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=args.lr, weight_decay=0.05, betas=(0.9, 0.95))
+    generator = torch.Generator().manual_seed(args.seed)
+    curve, step, tic = [], 0, time.perf_counter()
+    print("| step | minutes | MAE | copy | clip mean | zeros |\n|---|---|---|---|---|---|")
+    while True:
+        elapsed = (time.perf_counter() - tic) / 60
+        if step % args.eval_every == 0 or elapsed >= args.minutes:
+            scores = heldout_losses(model, held["video"], held["visible"])
+            curve.append({"step": step, "minutes": elapsed, **scores})
+            print(f"| {step} | {elapsed:.2f} | {scores['mae']:.4f} | {scores['copy']:.4f} | "
+                  f"{scores['mean_visible']:.4f} | {scores['zeros']:.4f} |", flush=True)
+            if elapsed >= args.minutes:
+                break
+        for group in optimizer.param_groups:  # linear warm-up, then constant
+            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup_steps)
+        video = static_batch(train, step * args.batch_size, args.batch_size)
+        visible = mae.random_mask(args.batch_size, model.num_tokens, args.mask_ratio, generator=generator)
+        loss = model.loss(video, visible).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+    below = next((point for point in curve if point["mae"] < point["copy"]), None)
+    summary = {"final": curve[-1], "first_below_copy": below, "curve": curve, "args": vars(args)}
+    final = curve[-1]
+    print(f"\nfinal: MAE {final['mae']:.4f} vs copy {final['copy']:.4f} "
+          f"({100 * (1 - final['mae'] / final['copy']):+.1f} % below); "
+          + (f"first below the copy predictor at step {below['step']} ({below['minutes']:.2f} min)"
+             if below else "never below the copy predictor"))
+    return summary
+
+
+def run(cmd: list[str], log: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(os.environ.get("OMP_NUM_THREADS", "1")))
+    with open(log, "w") as out:
+        result = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd)} failed; see {log}")
+
+
+def scalars(tb_dir: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+            if tag.startswith(prefix)}
+
+
+def top1(metrics_dir: Path) -> float:
+    metrics = json.loads((metrics_dir / "metrics.json").read_text())
+    return float(metrics["eval/top1"])
+
+
+def run_moving(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    run_dir = out / f"moving-seed{args.seed}"
+    ckpt = run_dir / "checkpoint-latest.pt"
+    steps = args.steps
+    tic = time.perf_counter()
+    if not ckpt.is_file():
+        run(["train_joint.py", "agent=random", f"mask_ratio={args.mask_ratio}", f"seed={args.seed}",
+             f"train.epochs={math.ceil(steps / 64)}", f"train.max_steps={steps}", f"output_dir={run_dir}"],
+            out / f"moving-seed{args.seed}.log")
+    pretrain_minutes = (time.perf_counter() - tic) / 60
+    curve = scalars(run_dir / "tb", "mae/heldout_")
+    rows = [dict(step=s, **{k.removeprefix("mae/heldout_"): dict(curve[k])[s] for k in curve})
+            for s, _ in curve["mae/heldout_loss"]]
+    print("| step | MAE | copy | clip mean | zeros |\n|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['step']} | {row['loss']:.4f} | {row['copy']:.4f} | {row['mean_visible']:.4f} | {row['zeros']:.4f} |")
+    final = rows[-1]
+    best_trivial = min(final["copy"], final["mean_visible"], final["zeros"])
+    result = {"steps": steps, "pretrain_minutes": pretrain_minutes, "curve": rows,
+              "final_mae": final["loss"], "best_trivial": best_trivial,
+              "below_best_trivial_pct": 100 * (1 - final["loss"] / best_trivial)}
+    print(f"\nfinal held-out MAE loss {final['loss']:.4f}, best trivial predictor {best_trivial:.4f}: "
+          f"{result['below_best_trivial_pct']:.1f} % below")
+    probes = {"pretrained": [f"checkpoint={ckpt}"], "untrained": ["model=micro"]}
+    for name, extra in probes.items():
+        probe_dir = run_dir / f"probe-{name}"
+        if not (probe_dir / "metrics.json").is_file():
+            run(["-m", "downstream.linear_probe", *extra, *TESTBED_DATA, f"seed={args.seed}",
+                 f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
+                 f"output_dir={probe_dir}"], out / f"probe-{name}-seed{args.seed}.log")
+        result[f"probe_{name}"] = top1(probe_dir)
+    finetune_dir = run_dir / "finetune-scratch"
+    if not args.no_finetune:
+        if not (finetune_dir / "metrics.json").is_file():
+            run(["-m", "downstream.finetune", "model=micro", *TESTBED_DATA, f"seed={args.seed}",
+                 f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
+                 f"train.epochs={args.finetune_epochs}", f"output_dir={finetune_dir}"],
+                out / f"finetune-seed{args.seed}.log")
+        result["finetune_scratch"] = top1(finetune_dir)
+    n = args.test_clips
+    se = {k: math.sqrt(max(result[k] * (100 - result[k]), 1e-9) / n) for k in ("probe_pretrained", "probe_untrained")}
+    difference = result["probe_pretrained"] - result["probe_untrained"]
+    result["probe_difference_in_se"] = difference / math.sqrt(se["probe_pretrained"] ** 2 + se["probe_untrained"] ** 2)
+    print(f"linear probe top-1: pretrained {result['probe_pretrained']:.1f} % (+- {se['probe_pretrained']:.1f}), "
+          f"untrained encoder {result['probe_untrained']:.1f} % (+- {se['probe_untrained']:.1f}); chance "
+          f"{100 / NUM_CLASSES:.1f} %; difference {result['probe_difference_in_se']:.1f} standard errors"
+          + (f"; fine-tune from scratch {result['finetune_scratch']:.1f} %" if "finetune_scratch" in result else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    static = sub.add_parser("static", help="static clips: does the MAE beat the copy predictor?")
+    static.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
+    static.add_argument("--mask-ratio", type=float, default=0.75)
+    static.add_argument("--lr", type=float, default=1e-3)
+    static.add_argument("--warmup-steps", type=int, default=40)
+    static.add_argument("--batch-size", type=int, default=16)
+    static.add_argument("--eval-every", type=int, default=100)
+    static.add_argument("--norm-target", action="store_true", help="per-patch normalised targets (VideoMAE's)")
+    static.add_argument("--pos-embed", choices=("1d", "3d"), default="3d")
+    static.add_argument("--background", choices=("smooth", "textured", "flat"), default="smooth")
+    static.add_argument("--objects", choices=("solid", "striped"), default="solid")
+    moving = sub.add_parser("moving", help="moving clips at 0.9: MAE against trivial predictors, probes")
+    moving.add_argument("--steps", type=int, default=2048, help="MAE steps of train_joint.py agent=random")
+    moving.add_argument("--mask-ratio", type=float, default=0.9)
+    moving.add_argument("--probe-clips", type=int, default=1024, help="training clips of the probe and fine-tune")
+    moving.add_argument("--test-clips", type=int, default=512, help="held-out clips they are scored on")
+    moving.add_argument("--finetune-epochs", type=int, default=20)
+    moving.add_argument("--no-finetune", action="store_true")
+    for p in (static, moving):
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", default="runs/testbed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    result = run_static(args) if args.command == "static" else run_moving(args)
+    name = f"{args.command}-seed{args.seed}" + ("" if args.command == "moving" else "-" + "-".join(
+        [("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects]))
+    path = Path(args.out) / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
