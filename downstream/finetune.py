@@ -1,6 +1,6 @@
 """End-to-end fine-tuning for action recognition, the paper's Table 7 recipe.
 
-    python -m downstream.finetune checkpoint=runs/ppo-tiny-synthetic/checkpoint-latest.pt
+    python -m downstream.finetune checkpoint=runs/cpu-ppo/checkpoint-latest.pt
     python -m downstream.finetune                                   # from scratch (the baseline)
     python -m downstream.finetune model=base data=list data.train_list=train.csv test.list=val.csv \\
         checkpoint=videomae_base_pretrain.pth checkpoint_format=videomae

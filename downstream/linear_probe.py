@@ -1,6 +1,6 @@
 """Linear probing: a linear classifier on the frozen encoder's mean-pooled features.
 
-    python -m downstream.linear_probe checkpoint=runs/ppo-tiny-synthetic/checkpoint-latest.pt
+    python -m downstream.linear_probe checkpoint=runs/cpu-ppo/checkpoint-latest.pt
     python -m downstream.linear_probe                               # random encoder (the floor)
 
 The encoder is the pretraining encoder as it was trained (eval mode, all N tokens, no

@@ -1,6 +1,6 @@
 """What a ``train_joint.py`` checkpoint does with one clip: mask, probabilities, reconstruction.
 
-    python -m downstream.visualise --video clip.mp4 --checkpoint runs/ppo-tiny-synthetic/checkpoint-latest.pt \\
+    python -m downstream.visualise --video clip.mp4 --checkpoint runs/cpu-ppo/checkpoint-latest.pt \\
         --out fig.png [--gif] [--compare random|tube] [--query T,H,W] [--deterministic] [--seed 0]
     python -m downstream.visualise --synthetic 3 --checkpoint CKPT --out fig.png
 

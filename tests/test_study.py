@@ -1,26 +1,46 @@
-"""tools/study.py: the table's means and spreads, the figure, and argument checks (no runs)."""
+"""tools/study.py: intervals, paired differences, the table, the figure, argument checks (no runs)."""
 
 import pytest
 
-from tools.study import BASELINE, main, plot, table
+from tools.study import BASELINE, interval, main, paired_differences, plot, table
 
 ROWS = [
-    {"arm": BASELINE, "seed": 0, "probe_top1": 12.0},
-    {"arm": BASELINE, "seed": 1, "probe_top1": 14.0},
-    {"arm": "tube", "seed": 0, "probe_top1": 20.0, "prob_enrichment": 1.0},
-    {"arm": "tube", "seed": 1, "probe_top1": 30.0, "prob_enrichment": 1.0},
+    {"arm": BASELINE, "mask_ratio": 0.0, "seed": 0, "probe_top1": 12.0},
+    {"arm": BASELINE, "mask_ratio": 0.0, "seed": 1, "probe_top1": 14.0},
+    {"arm": "random", "mask_ratio": 0.9, "seed": 0, "probe_top1": 20.0, "mae_loss": 0.5, "prob_enrichment": 1.0,
+     "trivial_copy": 0.7, "trivial_mean_visible": 0.8, "trivial_zeros": 1.0},
+    {"arm": "random", "mask_ratio": 0.9, "seed": 1, "probe_top1": 30.0, "mae_loss": 0.7, "prob_enrichment": 1.0,
+     "trivial_copy": 0.7, "trivial_mean_visible": 0.8, "trivial_zeros": 1.0},
+    {"arm": "tube", "mask_ratio": 0.9, "seed": 0, "probe_top1": 21.0, "mae_loss": 0.4},
+    {"arm": "tube", "mask_ratio": 0.9, "seed": 1, "probe_top1": 35.0, "mae_loss": 0.5},
+    {"arm": "tube", "mask_ratio": 0.95, "seed": 0, "probe_top1": 99.0},
 ]
 
 
-def test_table_gives_mean_and_sample_std_per_arm():
-    lines = table(ROWS, ["probe_top1", "prob_enrichment"]).splitlines()
-    assert lines[2] == f"| {BASELINE} | 13 +- 1.4 | - |"  # std of (12, 14) = sqrt(2)
-    assert lines[3] == "| tube | 25 +- 7.1 | 1 +- 0 |"
-    assert len(lines) == 4  # arms without results are left out
+def test_interval_is_the_student_t_half_width():
+    mean, half = interval([12.0, 14.0])
+    assert mean == 13.0
+    assert half == pytest.approx(12.706 * 2 ** 0.5 / 2 ** 0.5)  # t(0.975, 1) * sd / sqrt(n), sd = sqrt(2)
+    mean, half = interval([1.0, 2.0, 3.0])
+    assert half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+    assert interval([5.0]) == (5.0, 0.0)
+
+
+def test_differences_are_paired_by_seed_and_ratio():
+    assert paired_differences(ROWS, "tube", "probe_top1", 0.9) == [1.0, 5.0]
+    assert paired_differences(ROWS, "tube", "probe_top1", 0.95) == []  # no random run at 0.95
+
+
+def test_table_gives_mean_interval_and_difference_to_random():
+    lines = table(ROWS, ["probe_top1", "mae_loss"], 0.9).splitlines()
+    assert lines[2] == f"| {BASELINE} | 2 | 13 +- 13 | - | - | - |"
+    assert lines[3] == "| random | 2 | 25 +- 64 | 0.6 +- 1.3 | - | - |"
+    assert lines[4].startswith("| tube | 2 | 28 +- 89 | 0.45 +- 0.64 | +3 +- 25 | -0.15 +- 0.64 |")
+    assert len(lines) == 5  # arms without results are left out; the 0.95 run is not in the 0.9 table
 
 
 def test_plot_writes_a_png(tmp_path):
-    plot(ROWS, ["probe_top1", "prob_enrichment"], tmp_path / "study.png")
+    plot(ROWS, ["probe_top1", "mae_loss"], [0.9, 0.95], tmp_path / "study.png")
     assert (tmp_path / "study.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -11,7 +11,7 @@ the agent's visible sets on held-out built-in clips and reports:
 1.0 is chance (random masking); above 1 the policy favours motion tokens, as the paper
 intends; below 1 it avoids them.
 
-    python -m tools.motion_visibility runs/ppo-tiny-synthetic/checkpoint-latest.pt [more.pt ...] --clips 128
+    python -m tools.motion_visibility runs/cpu-ppo/checkpoint-latest.pt [more.pt ...] --clips 128
 """
 
 from __future__ import annotations

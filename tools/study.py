@@ -1,20 +1,25 @@
-"""Small-scale study on the built-in data: pretrain with each agent, then probe and measure.
+"""The study on the CPU testbed: does a learned sampler beat random masking?
 
-For every (agent, objective) and seed: ``train_joint.py`` at the same budget and mask ratio,
-then ``downstream.linear_probe`` (and ``downstream.finetune`` with ``--finetune``) on the
-checkpoint, then ``tools.motion_visibility``. A ``no pretraining`` row probes (and fine-tunes)
-a randomly initialised encoder: the floor every arm must beat. Runs go ``--jobs`` at a time
-with one torch thread each. Prints a markdown table of means and spreads over seeds, and
-writes every number to ``<out>/study.json`` and a figure to ``<out>/study.png``; a run whose checkpoint or metrics exist is not
-run again, so an interrupted study resumes (a pretraining run cut short continues from its checkpoint).
+For every arm, mask ratio and seed: ``train_joint.py`` on the testbed (``preset=cpu``, the
+default) for the same number of MAE steps, then a linear probe of the checkpoint
+(``downstream.linear_probe``), the MAE's held-out loss under masks shared by every run
+(:func:`envs.heldout.heldout_batch`, next to the trivial predictors), and the enrichment of
+moving-object tokens in the sampler's masks (``tools.motion_visibility``). A ``no pretraining``
+row probes an untrained encoder: the floor. Runs go ``--jobs`` at a time with one torch
+thread each; a run whose results exist is not run again (an interrupted study resumes).
 
-    python -m tools.study --out runs/study-flat --background flat --epochs 16 --finetune --jobs 2
+Prints, per mask ratio, each arm's mean and 95 % interval over seeds (Student t) and its
+difference to ``random`` paired by seed, with that difference's 95 % interval; writes
+every number to ``<out>/study.json`` and a figure to ``<out>/study.png``.
+
+    python -m tools.study --out runs/study --mask-ratios 0.9 0.95 --seeds 0 1 2 --steps 512 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,169 +28,193 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-
-from agents.registry import make_config
-from configs.schema import FIXED_AGENTS
-from data.synthetic import SyntheticMotionVideos, synthetic_style
-from mae.masking import random_mask
+from envs.heldout import heldout_batch
+from mae.baselines import heldout_losses
 from tools.motion_visibility import evaluate_checkpoint
+from tools.testbed import TESTBED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "no pretraining"
+REFERENCE = "random"
 
-# (row name, train_joint overrides). PPO's entropy bonus is dropped, else c3 = 1e-4 holds its
-# policy at uniform (README, "Agents on a toy task"); the sampler lr is --policy-lr for all.
+# (row name, train_joint overrides on top of preset=cpu and its per-agent settings)
 ARMS = [
     ("random", ["agent=random"]),
     ("tube", ["agent=tube"]),
     ("adamae (reinforce, mha)", ["agent=reinforce"]),
-    ("tats ppo paper", ["agent=ppo", "agent.objective=paper", "agent.entropy_coef=0"]),
-    ("tats ppo cooperative", ["agent=ppo", "agent.objective=cooperative", "agent.entropy_coef=0"]),
-    ("tats ppo adversarial", ["agent=ppo", "agent.objective=adversarial", "agent.entropy_coef=0"]),
+    ("tats ppo paper", ["agent=ppo", "agent.objective=paper"]),
+    ("tats ppo cooperative", ["agent=ppo", "agent.objective=cooperative"]),
+    ("tats ppo cooperative, narrow", ["agent=ppo", "agent.objective=cooperative", "agent.sampler_dim=24"]),
     ("grpo cooperative", ["agent=grpo"]),
 ]
+COLUMNS = ["probe_top1", "mae_loss", "visible_enrichment", "prob_enrichment"]
+# Two-sided 95 % Student t quantiles by degrees of freedom (n - 1 seeds).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def run(args: list[str]) -> None:
+def run(args: list[str], log: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")  # parallel runs must not fight over the cores
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env)
+    with open(log, "w") as out:
+        result = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
-
-
-def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128, seed: int = 0) -> dict[str, float]:
-    """Eq. 6 of the checkpoint's MAE on held-out built-in clips under the same random masks for
-    every checkpoint, next to the trivial predictors' (zeros, mean_visible, copy) on those masks."""
-    from downstream.visualise import load_pretrained
-
-    pretrained = load_pretrained(checkpoint)
-    model, cfg = pretrained.model, pretrained.config
-    batch = heldout_batch(model, cfg["data"], cfg["mask_ratio"], num_clips=num_clips, seed=seed)
-    return heldout_losses(model, batch["video"], batch["visible"])
+        raise RuntimeError(f"{' '.join(args)} failed; see {log}")
 
 
 def top1(metrics_dir: Path) -> float:
     return json.loads((metrics_dir / "metrics.json").read_text())["eval/top1"]
 
 
-def study_run(name: str, overrides: list[str] | None, seed: int, args: argparse.Namespace) -> dict:
-    """Pretrain (unless ``overrides`` is None: the baseline), probe, fine-tune, measure one arm and seed."""
-    run_dir = Path(args.out) / f"{name.split(' (')[0].replace(' ', '_')}-s{seed}"
-    data = [f"data.synthetic_background={args.background}", "data.num_workers=0"]
+def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128) -> dict[str, float]:
+    """The checkpoint's MAE on held-out built-in clips under random masks shared by every run of
+    the same mask ratio, next to the trivial predictors (zeros, mean_visible, copy) on them."""
+    from downstream.visualise import load_pretrained
+
+    pretrained = load_pretrained(checkpoint)
+    model, cfg = pretrained.model, pretrained.config
+    batch = heldout_batch(model, cfg["data"], cfg["mask_ratio"], num_clips=num_clips)
+    return heldout_losses(model, batch["video"], batch["visible"])
+
+
+def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, args: argparse.Namespace) -> dict:
     tic = time.perf_counter()
-    ckpt_args: list[str] = []
-    if overrides is not None:
-        ckpt = run_dir / "checkpoint-latest.pt"
-        ckpt_args = [f"checkpoint={ckpt}"]
-        if not (run_dir / "probe" / "metrics.json").is_file():  # not known to be complete: run or finish it
-            learned = overrides[0].removeprefix("agent=") not in FIXED_AGENTS
-            # GRPO's epoch has G times as many steps (B / G distinct clips per step): same MAE steps
-            epochs = args.epochs // make_config("grpo").group_size if overrides[0] == "agent=grpo" else args.epochs
-            run(["train_joint.py", *overrides, *data, f"seed={seed}", f"mask_ratio={args.mask_ratio}",
-                 f"train.epochs={max(1, epochs)}", f"train.lr={args.mae_lr}", f"output_dir={run_dir}",
-                 *([f"agent.lr={args.policy_lr}"] if learned else []), f"resume={ckpt.is_file()}"])
-    row: dict = {"arm": name, "seed": seed}
-    if not (run_dir / "probe" / "metrics.json").is_file():
-        run(["-m", "downstream.linear_probe", *ckpt_args, *data, f"seed={seed}", f"output_dir={run_dir / 'probe'}"])
-    row["probe_top1"] = top1(run_dir / "probe")
-    if args.finetune:
-        if not (run_dir / "finetune" / "metrics.json").is_file():
-            run(["-m", "downstream.finetune", *ckpt_args, *data, f"seed={seed}",
-                 f"train.epochs={args.finetune_epochs}", f"output_dir={run_dir / 'finetune'}"])
-        row["finetune_top1"] = top1(run_dir / "finetune")
-    if overrides is not None:
-        row["mae_loss"], row["zero_prediction_loss"] = heldout_mae_loss(str(run_dir / "checkpoint-latest.pt"))
-        row.update({k: v for k, v in evaluate_checkpoint(str(run_dir / "checkpoint-latest.pt"),
-                                                         num_clips=128).items() if k.endswith("enrichment")})
+    run_dir = Path(args.out) / f"mr{ratio}" / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "") / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_file = run_dir / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    ckpt = run_dir / "checkpoint-latest.pt"
+    probe_data = [*TESTBED_DATA, f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
+                  "data.num_workers=0", f"seed={seed}"]
+    row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
+    if overrides is None:  # the untrained encoder's probe (no mask ratio involved)
+        run(["-m", "downstream.linear_probe", "model=micro", *probe_data, f"output_dir={run_dir / 'probe'}"],
+            run_dir / "probe.log")
+        row["probe_top1"] = top1(run_dir / "probe")
+    else:
+        # GRPO's batch holds B / G distinct clips: a shorter epoch keeps the random-masking phase
+        # (train.mae_only_epochs = 1 epoch) at the same number of MAE steps as the other arms.
+        clips = 1024 // (4 if overrides[0] == "agent=grpo" else 1)
+        run(["train_joint.py", *overrides, f"seed={seed}", f"mask_ratio={ratio}", f"train.max_steps={args.steps}",
+             f"train.epochs={math.ceil(args.steps / (clips // 16))}", f"data.synthetic_clips={clips}",
+             "data.num_workers=0", "train.eval_every=0", "train.dump_buffer_every=0", f"output_dir={run_dir}",
+             f"resume={ckpt.is_file()}"], run_dir / "train.log")
+        run(["-m", "downstream.linear_probe", f"checkpoint={ckpt}", *probe_data, f"output_dir={run_dir / 'probe'}"],
+            run_dir / "probe.log")
+        row["probe_top1"] = top1(run_dir / "probe")
+        losses = heldout_mae_loss(str(ckpt))
+        row["mae_loss"] = losses.pop("mae")
+        row.update({f"trivial_{k}": v for k, v in losses.items()})
+        row.update({k: v for k, v in evaluate_checkpoint(str(ckpt), num_clips=128).items() if k.endswith("enrichment")})
     row["wall_s"] = time.perf_counter() - tic
+    result_file.write_text(json.dumps(row))
     print(json.dumps(row), flush=True)
     return row
 
 
-def table(results: list[dict], columns: list[str]) -> str:
-    lines = ["| arm | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its two-sided 95 % Student-t interval (0 for a single value)."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def paired_differences(results: list[dict], arm: str, column: str, ratio: float) -> list[float]:
+    """``arm - random`` per seed, over the seeds both have."""
+    mine = {r["seed"]: r[column] for r in results if r["arm"] == arm and r.get("mask_ratio") == ratio and column in r}
+    reference = {r["seed"]: r[column] for r in results
+                 if r["arm"] == REFERENCE and r.get("mask_ratio") == ratio and column in r}
+    return [mine[s] - reference[s] for s in sorted(set(mine) & set(reference))]
+
+
+def table(results: list[dict], columns: list[str], ratio: float) -> str:
+    """Markdown: per arm, ``mean +- 95 % half-width`` of each column, and for the probe and the
+    MAE loss the difference to random paired by seed."""
+    head = columns + [f"{c} - random" for c in ("probe_top1", "mae_loss") if c in columns]
+    lines = [f"| arm (mask ratio {ratio}) | seeds | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for name in [BASELINE] + [arm for arm, _ in ARMS]:
-        rows = [r for r in results if r["arm"] == name]
+        rows = [r for r in results if r["arm"] == name and (name == BASELINE or r.get("mask_ratio") == ratio)]
         if not rows:
             continue
         cells = []
         for column in columns:
             values = [r[column] for r in rows if column in r]
-            if not values:
-                cells.append("-")
+            cells.append("-" if not values else "{:.3g} +- {:.2g}".format(*interval(values)))
+        for column in ("probe_top1", "mae_loss"):
+            if column not in columns:
                 continue
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3g} +- {spread:.2g}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            diffs = paired_differences(results, name, column, ratio) if name not in (BASELINE, REFERENCE) else []
+            cells.append("-" if not diffs else "{:+.3g} +- {:.2g}".format(*interval(diffs)))
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], columns: list[str], path: Path) -> None:
-    """One panel per column: each arm's mean over seeds, one dot per seed; chance marked, and on
-    the ``mae_loss`` panel the loss of predicting zeros (``zero_prediction_loss``, not a panel)."""
+def plot(results: list[dict], columns: list[str], ratios: list[float], path: Path) -> None:
+    """One row of panels per mask ratio, one panel per column: each arm's mean with its 95 %
+    interval and one dot per seed; chance marked, and on the MAE-loss panel the best trivial predictor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [name for name in [BASELINE] + [arm for arm, _ in ARMS] if any(r["arm"] == name for r in results)]
-    chance = {"probe_top1": 100 / 8, "finetune_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
-    zeros = [r["zero_prediction_loss"] for r in results if "zero_prediction_loss" in r]
-    columns = [column for column in columns if column != "zero_prediction_loss"]
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 0.45 * len(names) + 1.5), sharey=True)
-    for ax, column in zip(axes, columns):
-        for y, name in enumerate(names):
-            values = [r[column] for r in results if r["arm"] == name and column in r]
-            if values:
-                ax.barh(y, statistics.mean(values), color="tab:blue", alpha=0.6)
-                ax.plot(values, [y] * len(values), "k.", markersize=6)
-        if column in chance:
-            ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
-        if column == "mae_loss" and zeros:
-            ax.axvline(statistics.mean(zeros), color="tab:green", linestyle=":", linewidth=1.5,
-                       label="predicting zeros")
-            ax.legend(loc="lower right")
-        ax.set_title(column)
-        ax.set_yticks(range(len(names)), names)
-    axes[0].invert_yaxis()
-    axes[0].legend(loc="lower right")
+    names = [BASELINE] + [arm for arm, _ in ARMS]
+    chance = {"probe_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
+    fig, axes = plt.subplots(len(ratios), len(columns), figsize=(4 * len(columns), (0.4 * len(names) + 1.2) * len(ratios)),
+                             sharey=True, squeeze=False)
+    for row_axes, ratio in zip(axes, ratios):
+        for ax, column in zip(row_axes, columns):
+            for y, name in enumerate(names):
+                values = [r[column] for r in results if r["arm"] == name and column in r
+                          and (name == BASELINE or r.get("mask_ratio") == ratio)]
+                if values:
+                    mean, half = interval(values)
+                    ax.errorbar(mean, y, xerr=half, fmt="o", color="tab:blue", capsize=3)
+                    ax.plot(values, [y] * len(values), "k.", markersize=4, alpha=0.6)
+            if column in chance:
+                ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
+                ax.legend(loc="lower right", fontsize=7)
+            if column == "mae_loss":
+                trivial = [min(r["trivial_copy"], r["trivial_mean_visible"], r["trivial_zeros"]) for r in results
+                           if "trivial_copy" in r and r.get("mask_ratio") == ratio]
+                if trivial:
+                    ax.axvline(statistics.mean(trivial), color="tab:green", linestyle=":", label="best trivial predictor")
+                    ax.legend(loc="lower right", fontsize=7)
+            ax.set_title(f"{column}, mask {ratio}", fontsize=9)
+            ax.set_yticks(range(len(names)), names, fontsize=8)
+        row_axes[0].invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/study")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=4, help="pretraining epochs of 64 steps (batch 8)")
-    parser.add_argument("--mask-ratio", type=float, default=0.95)
-    parser.add_argument("--mae-lr", type=float, default=1.5e-3)
-    parser.add_argument("--policy-lr", type=float, default=1e-4, help="every learned sampler's lr")
-    parser.add_argument("--background", choices=("textured", "flat"), default="textured",
-                        help="the built-in clips' background (data.synthetic_background)")
-    parser.add_argument("--finetune", action="store_true", help="also fine-tune (slower)")
-    parser.add_argument("--finetune-epochs", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one torch thread each")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--mask-ratios", type=float, nargs="+", default=[0.9, 0.95])
+    parser.add_argument("--steps", type=int, default=512, help="MAE steps of every pretraining run")
+    parser.add_argument("--probe-clips", type=int, default=1024, help="training clips of each linear probe")
+    parser.add_argument("--test-clips", type=int, default=512, help="held-out clips each probe is scored on")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--arms", nargs="+", help="only these rows (names as in the table)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     arms = [(BASELINE, None)] + ARMS
     if args.arms:
         unknown = set(args.arms) - {name for name, _ in arms}
         if unknown:
             parser.error(f"unknown arms {sorted(unknown)}; choose from {[name for name, _ in arms]}")
         arms = [(name, overrides) for name, overrides in arms if name in args.arms]
-    jobs = [(name, overrides, seed) for name, overrides in arms for seed in args.seeds]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(BASELINE, None, 0.0, seed) for name, _ in arms if name == BASELINE for seed in args.seeds]
+    jobs += [(name, overrides, ratio, seed) for ratio in args.mask_ratios for seed in args.seeds
+             for name, overrides in arms if overrides is not None]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda job: study_run(*job, args), jobs))
-    columns = ["probe_top1"] + (["finetune_top1"] if args.finetune else []) + [
-        "visible_enrichment", "prob_enrichment", "mae_loss", "zero_prediction_loss"]
-    (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    plot(results, columns, out / "study.png")
-    print("\n" + table(results, columns))
+    (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    plot(results, COLUMNS, args.mask_ratios, out / "study.png")
+    for ratio in args.mask_ratios:
+        print("\n" + table(results, COLUMNS, ratio))
     print(f"\nfigure: {out / 'study.png'}")
 
 

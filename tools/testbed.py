@@ -51,10 +51,10 @@ def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch
 
 def run_static(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = mae.create_model("micro", num_frames=16, norm_target=args.norm_target, pos_embed=args.pos_embed)
+    model = mae.create_model("micro", num_frames=args.frames, norm_target=args.norm_target, pos_embed=args.pos_embed)
     style = {"synthetic_background": args.background, "synthetic_objects": args.objects}
     held = heldout_batch(model, style, args.mask_ratio, static=True, seed=args.seed)
-    train = SyntheticMotionVideos(10**9, num_frames=16, input_size=32, patch_size=8, seed=args.seed + 1,
+    train = SyntheticMotionVideos(10**9, num_frames=args.frames, input_size=32, patch_size=8, seed=args.seed + 1,
                                   background=args.background, objects=args.objects)
     optimizer = create_optimizer_v2(model, opt="adamw", lr=args.lr, weight_decay=0.05, betas=(0.9, 0.95))
     generator = torch.Generator().manual_seed(args.seed)
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     static.add_argument("--warmup-steps", type=int, default=40)
     static.add_argument("--batch-size", type=int, default=16)
     static.add_argument("--eval-every", type=int, default=100)
+    static.add_argument("--frames", type=int, default=16, help="frames per clip (8 time steps of 2 at 16)")
     static.add_argument("--norm-target", action="store_true", help="per-patch normalised targets (VideoMAE's)")
     static.add_argument("--pos-embed", choices=("1d", "3d"), default="3d")
     static.add_argument("--background", choices=("smooth", "textured", "flat"), default="smooth")
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     result = run_static(args) if args.command == "static" else run_moving(args)
     name = f"{args.command}-seed{args.seed}" + ("" if args.command == "moving" else "-" + "-".join(
-        [("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects]))
+        [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects]))
     path = Path(args.out) / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
