@@ -1,10 +1,11 @@
 """The CPU testbed's evidence: the MAE learns, and its features carry the label.
 
-Two commands, each printing its numbers and writing them to ``<out>/<command>.json``:
+Three commands, each printing its numbers and writing them to ``<out>/<command>.json``:
 
     python -m tools.testbed static --minutes 5      # static clips, mask 0.75: below the copy predictor?
-    python -m tools.testbed moving --minutes 15     # moving clips, mask 0.9 (train_joint.py agent=random),
+    python -m tools.testbed moving --steps 3072     # moving clips, mask 0.9 (train_joint.py agent=random),
                                                     # then linear probes and a from-scratch fine-tune
+    python -m tools.testbed gradients               # why the paper's PPO objective barely moves
 
 ``static`` trains the micro MAE in-process with random masking on built-in clips whose first
 frame is repeated (nothing moves), for a wall-clock budget, and scores it every
@@ -161,6 +162,48 @@ def run_moving(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_gradients(args: argparse.Namespace) -> dict:
+    """Size of d log pi / d logits at uniform logits: the paper's mean masked-token log-prob
+    against the exact Plackett-Luce one, for the paper's and the testbed's N and K."""
+    from agents.distributions import PlackettLuce
+
+    torch.manual_seed(args.seed)
+    rows = []
+    print("| N | K | exact log-prob | paper (mean over masked) | ratio |\n|---|---|---|---|---|")
+    for num_tokens, ratio in ((1568, 0.95), (1568, 0.9), (128, 0.95), (128, 0.9)):
+        k = mae.num_visible(num_tokens, ratio)
+        norms = {}
+        for name in ("exact", "paper"):
+            logits = torch.zeros(args.draws, num_tokens, requires_grad=True)
+            dist = PlackettLuce(logits, k)
+            action = dist.sample()
+            log_prob = dist.log_prob(action) if name == "exact" else dist.masked_log_prob(action)
+            norms[name] = float(torch.autograd.grad(log_prob.sum(), logits)[0].norm(dim=1).mean())
+        rows.append({"N": num_tokens, "K": k, **norms, "ratio": norms["exact"] / norms["paper"]})
+        print(f"| {num_tokens} | {k} | {norms['exact']:.3g} | {norms['paper']:.3g} | {rows[-1]['ratio']:.0f} |")
+    # The actor's parameter gradients under PPO's c1 * A * log-prob at the testbed's scale, against AdamW's eps.
+    from agents.networks.tats import TATSActor
+
+    actor = TATSActor(embed_dim=96, grid=(8, 4, 4), num_heads=3)
+    tokens = torch.randn(16, 128, 96)
+    advantage = torch.randn(16) * args.adv_std
+    print(f"\nTATS actor (micro testbed), batch 16, advantages ~ N(0, {args.adv_std}): median |grad| over the "
+          "actor's parameters of c1 * A * log-prob (AdamW's eps is 1e-8; below it, a step shrinks by |grad| / eps)")
+    medians = {}
+    for name, normalised, coef in (("exact", False, 1e-4), ("exact", True, 1e-4), ("paper", False, 1e-4),
+                                   ("paper", True, 1e-4), ("exact", True, 1.0), ("paper", True, 1.0)):
+        logits = actor(tokens)[0]
+        dist = PlackettLuce(logits, mae.num_visible(128, 0.9))
+        action = dist.sample()
+        log_prob = dist.log_prob(action) if name == "exact" else dist.masked_log_prob(action)
+        adv = (advantage - advantage.mean()) / advantage.std() if normalised else advantage
+        grads = torch.autograd.grad(-(coef * adv * log_prob).mean(), list(actor.parameters()))
+        key = f"{name}, {'standardised' if normalised else 'raw'} advantages, c1 = {coef:g}"
+        medians[key] = float(torch.cat([g.abs().flatten() for g in grads]).median())
+        print(f"  {key}: {medians[key]:.2g}")
+    return {"rows": rows, "actor_grad_median": medians, "adv_std": args.adv_std}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,14 +226,18 @@ def main(argv: list[str] | None = None) -> None:
     moving.add_argument("--test-clips", type=int, default=512, help="held-out clips they are scored on")
     moving.add_argument("--finetune-epochs", type=int, default=20)
     moving.add_argument("--no-finetune", action="store_true")
-    for p in (static, moving):
+    gradients = sub.add_parser("gradients", help="d log-prob / d logits: the paper's objective against the exact one")
+    gradients.add_argument("--draws", type=int, default=64, help="sampled actions averaged over")
+    gradients.add_argument("--adv-std", type=float, default=0.008,
+                           help="spread of raw advantages (the testbed's policy/adv_std is about 0.005-0.009)")
+    for p in (static, moving, gradients):
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", default="runs/testbed")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    result = run_static(args) if args.command == "static" else run_moving(args)
-    name = f"{args.command}-seed{args.seed}" + ("" if args.command == "moving" else "-" + "-".join(
+    result = {"static": run_static, "moving": run_moving, "gradients": run_gradients}[args.command](args)
+    name = f"{args.command}-seed{args.seed}" + ("" if args.command != "static" else "-" + "-".join(
         [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects]))
     path = Path(args.out) / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
