@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 writer.add_scalar(key, value, step)
 
     # held-out score (built-in data): the MAE against the trivial predictors on fixed clips and masks
-    heldout = None
+    heldout, heldout_scores = None, {}
     if is_main and cfg.data.name == "synthetic" and cfg.train.eval_every > 0:
         heldout = {k: v.to(device) for k, v in heldout_batch(model, cfg.data, cfg.mask_ratio).items()}
 
@@ -197,7 +197,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             last["policy/motion_enrichment"] = env.last_stats["motion_enrichment"]
         if heldout is not None and (step % cfg.train.eval_every < n_steps or step >= total_steps):
             scores = heldout_losses(model, heldout["video"], heldout["visible"])
-            last.update({"mae/heldout_loss": scores.pop("mae"), **{f"mae/heldout_{k}": v for k, v in scores.items()}})
+            heldout_scores = {"mae/heldout_loss": scores.pop("mae"), **{f"mae/heldout_{k}": v for k, v in scores.items()}}
+            log(heldout_scores)  # at the step it was measured, not repeated by the log_every logging
         if device.type == "cuda":
             last["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         else:  # peak resident set size of this process (Linux reports KiB)
@@ -210,11 +211,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             save()
     save()
     progress.close()
-    if is_main and "mae/heldout_loss" in last:
-        print(f"held-out MAE loss {last['mae/heldout_loss']:.4f}; trivial predictors: copy "
-              f"{last['mae/heldout_copy']:.4f}, clip mean {last['mae/heldout_mean_visible']:.4f}, zeros "
-              f"{last['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
+    if heldout_scores:
+        print(f"held-out MAE loss {heldout_scores['mae/heldout_loss']:.4f}; trivial predictors: copy "
+              f"{heldout_scores['mae/heldout_copy']:.4f}, clip mean {heldout_scores['mae/heldout_mean_visible']:.4f}, "
+              f"zeros {heldout_scores['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
               f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance)")
+    last.update(heldout_scores)
     if writer is not None:
         writer.close()
     close_processes(world_size)

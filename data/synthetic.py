@@ -201,15 +201,16 @@ class SyntheticMotionVideos(Dataset):
         objects = []
         for _ in range(int(rng.integers(1, self.max_objects + 1))):
             speed = rng.uniform(*self.SPEED_RANGE) * size
+            # drawn in this order whatever the style, so a clip's scene does not depend on it
+            x, y = rng.uniform(0, size), rng.uniform(0, size)
+            radius = rng.uniform(*self.RADIUS_RANGE) * size
+            shape = ("square", "disc")[rng.integers(2)]
             colours = rng.integers(0, 256, size=(2, 3))
             if self.objects == "solid":
                 colours[1] = colours[0]
             objects.append(MovingObject(
-                x=rng.uniform(0, size), y=rng.uniform(0, size),
-                vx=speed * math.cos(angle), vy=-speed * math.sin(angle),  # rows grow downwards
-                radius=rng.uniform(*self.RADIUS_RANGE) * size,
-                shape=("square", "disc")[rng.integers(2)],
-                colours=tuple(map(tuple, colours.tolist())),
+                x=x, y=y, vx=speed * math.cos(angle), vy=-speed * math.sin(angle),  # rows grow downwards
+                radius=radius, shape=shape, colours=tuple(map(tuple, colours.tolist())),
                 stripe_angle=rng.uniform(0, math.pi), stripe_period=rng.uniform(0.05, 0.15) * size,
             ))
         return _background(rng, size, self.background), objects, label

@@ -16,9 +16,20 @@ def make(*overrides):
 
 
 def test_defaults_and_groups():
-    cfg = make()
-    assert cfg.model.name == "tiny" and cfg.data.name == "synthetic"
+    cfg = make()  # the CPU testbed (preset=cpu) and its PPO settings
+    assert cfg.model.name == "micro" and cfg.data.name == "synthetic" and not cfg.model.norm_target
+    assert (cfg.data.synthetic_background, cfg.data.synthetic_objects, cfg.data.synthetic_fresh) == ("smooth", "solid", True)
+    assert (cfg.agent.lr, cfg.agent.objective, cfg.agent.policy_coef, cfg.agent.advantage_normalization) == (
+        1e-3, "cooperative", 1.0, True)
     validate(cfg)
+    bare = make("preset=none")  # the schema's defaults, the paper's agent values
+    assert bare.model.name == "tiny" and bare.model.norm_target and bare.agent.lr == 1.5e-6
+    assert bare.agent.objective == "paper" and bare.agent.policy_coef == 1e-4
+    validate(bare)
+    random = make("agent=random")  # no preset_agent file for it: the preset's agent keys do not leak
+    assert random.model.name == "micro" and "lr" not in random.agent
+    assert make("agent=grpo").agent.normalize_std
+    assert make("agent.lr=5e-3").agent.lr == 5e-3  # the command line wins over the preset's agent file
     cfg = make("model=base", "data=folder", "data.root=/tmp", "mask_ratio=0.95", "train.max_steps=3")
     assert cfg.model.name == "base" and cfg.data.root == "/tmp" and cfg.train.max_steps == 3
     validate(cfg)

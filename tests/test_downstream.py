@@ -270,7 +270,7 @@ def pretrain_checkpoint(tmp_path_factory):
     import train_joint
 
     out = tmp_path_factory.mktemp("pretrain")
-    train_joint.train(compose_cfg("config", *SMALL, "agent=random", "data.synthetic_clips=8", "train.batch_size=4",
+    train_joint.train(compose_cfg("config", "preset=none", *SMALL, "agent=random", "data.synthetic_clips=8", "train.batch_size=4",
                                   "train.epochs=1", "train.max_steps=1", f"output_dir={out}"))
     return out / "checkpoint-latest.pt"
 
@@ -280,7 +280,7 @@ def _fake_checkpoint(path, agent_name, *overrides):
     from agents.registry import build_agent
     from downstream.visualise import agent_environment
 
-    cfg = OmegaConf.to_container(compose_cfg("config", *SMALL, f"agent={agent_name}", *overrides), resolve=True)
+    cfg = OmegaConf.to_container(compose_cfg("config", "preset=none", *SMALL, f"agent={agent_name}", *overrides), resolve=True)
     torch.manual_seed(0)
     model = mae.create_model("tiny", img_size=32, num_frames=4)
     env = agent_environment(model, cfg["mask_ratio"], group_size=int(cfg["agent"].get("group_size", 1)))

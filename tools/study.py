@@ -47,6 +47,8 @@ ARMS = [
     ("tats ppo cooperative, narrow", ["agent=ppo", "agent.objective=cooperative", "agent.sampler_dim=24"]),
     ("grpo cooperative", ["agent=grpo"]),
 ]
+# Held-out clips and masks of the scores; a result scored with another version is scored again.
+SCORE_VERSION = 2
 COLUMNS = ["probe_top1", "mae_loss", "visible_enrichment", "prob_enrichment"]
 # Two-sided 95 % Student t quantiles by degrees of freedom (n - 1 seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -75,13 +77,26 @@ def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128) -> dict[str, floa
     return heldout_losses(model, batch["video"], batch["visible"])
 
 
+def score(checkpoint: str) -> dict:
+    """The held-out MAE loss (and the trivial predictors') and the motion enrichment of one run."""
+    losses = heldout_mae_loss(checkpoint)
+    row = {"mae_loss": losses.pop("mae"), **{f"trivial_{k}": v for k, v in losses.items()}}
+    row.update({k: v for k, v in evaluate_checkpoint(checkpoint, num_clips=128).items() if k.endswith("enrichment")})
+    return {**row, "scored_with": SCORE_VERSION}
+
+
 def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, args: argparse.Namespace) -> dict:
     tic = time.perf_counter()
     run_dir = Path(args.out) / f"mr{ratio}" / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "") / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / "result.json"
     if result_file.is_file():
-        return json.loads(result_file.read_text())
+        row = json.loads(result_file.read_text())
+        if overrides is None or row.get("scored_with") == SCORE_VERSION:
+            return row
+        row.update(score(str(run_dir / "checkpoint-latest.pt")))  # scored with other held-out clips: again
+        result_file.write_text(json.dumps(row))
+        return row
     ckpt = run_dir / "checkpoint-latest.pt"
     probe_data = [*TESTBED_DATA, f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
                   "data.num_workers=0", f"seed={seed}"]
@@ -101,10 +116,7 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
         run(["-m", "downstream.linear_probe", f"checkpoint={ckpt}", *probe_data, f"output_dir={run_dir / 'probe'}"],
             run_dir / "probe.log")
         row["probe_top1"] = top1(run_dir / "probe")
-        losses = heldout_mae_loss(str(ckpt))
-        row["mae_loss"] = losses.pop("mae")
-        row.update({f"trivial_{k}": v for k, v in losses.items()})
-        row.update({k: v for k, v in evaluate_checkpoint(str(ckpt), num_clips=128).items() if k.endswith("enrichment")})
+        row.update(score(str(ckpt)))
     row["wall_s"] = time.perf_counter() - tic
     result_file.write_text(json.dumps(row))
     print(json.dumps(row), flush=True)

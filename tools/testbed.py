@@ -123,11 +123,14 @@ def run_moving(args: argparse.Namespace) -> dict:
             out / f"moving-seed{args.seed}.log")
     pretrain_minutes = (time.perf_counter() - tic) / 60
     curve = scalars(run_dir / "tb", "mae/heldout_")
+    last_step = curve["mae/heldout_loss"][-1][0]
     rows = [dict(step=s, **{k.removeprefix("mae/heldout_"): dict(curve[k])[s] for k in curve})
-            for s, _ in curve["mae/heldout_loss"]]
+            for s, _ in curve["mae/heldout_loss"] if s % 32 == 0 or s == last_step]  # the preset's eval_every
     print("| step | MAE | copy | clip mean | zeros |\n|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['step']} | {row['loss']:.4f} | {row['copy']:.4f} | {row['mean_visible']:.4f} | {row['zeros']:.4f} |")
+        if row["step"] % 256 == 0 or row["step"] == last_step:
+            print(f"| {row['step']} | {row['loss']:.4f} | {row['copy']:.4f} | {row['mean_visible']:.4f} | "
+                  f"{row['zeros']:.4f} |")
     final = rows[-1]
     best_trivial = min(final["copy"], final["mean_visible"], final["zeros"])
     result = {"steps": steps, "pretrain_minutes": pretrain_minutes, "curve": rows,
