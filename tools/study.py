@@ -12,7 +12,8 @@ Prints, per mask ratio, each arm's mean and 95 % interval over seeds (Student t)
 difference to ``random`` paired by seed, with that difference's 95 % interval; writes
 every number to ``<out>/study.json`` and a figure to ``<out>/study.png``.
 
-    python -m tools.study --out runs/study --mask-ratios 0.9 0.95 --seeds 0 1 2 --steps 512 --jobs 2
+    python -m tools.study --out runs/study --mask-ratios 0.9 0.95 --seeds 0 1 2 --steps 384 --jobs 2
+    python -m tools.study --out runs/study --mask-ratios 0.9 0.95 --report   # table and figure of what exists
 """
 
 from __future__ import annotations
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-clips", type=int, default=512, help="held-out clips each probe is scored on")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--arms", nargs="+", help="only these rows (names as in the table)")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: the table, figure and JSON of the results already under --out")
     args = parser.parse_args(argv)
     arms = [(BASELINE, None)] + ARMS
     if args.arms:
@@ -221,8 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(BASELINE, None, 0.0, seed) for name, _ in arms if name == BASELINE for seed in args.seeds]
     jobs += [(name, overrides, ratio, seed) for ratio in args.mask_ratios for seed in args.seeds
              for name, overrides in arms if overrides is not None]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda job: study_run(*job, args), jobs))
+    if args.report:  # only what has been run: every result.json under --out, for the given ratios
+        results = [json.loads(path.read_text()) for path in sorted(out.glob("mr*/*/seed*/result.json"))]
+        results = [r for r in results if r["arm"] == BASELINE or r["mask_ratio"] in args.mask_ratios]
+        if not results:
+            parser.error(f"no results under {out}")
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(lambda job: study_run(*job, args), jobs))
     (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     plot(results, COLUMNS, args.mask_ratios, out / "study.png")
     for ratio in args.mask_ratios:
