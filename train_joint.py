@@ -197,7 +197,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             last["policy/motion_enrichment"] = env.last_stats["motion_enrichment"]
         if heldout is not None and (step % cfg.train.eval_every < n_steps or step >= total_steps):
             scores = heldout_losses(model, heldout["video"], heldout["visible"])
-            heldout_scores = {"mae/heldout_loss": scores.pop("mae"), **{f"mae/heldout_{k}": v for k, v in scores.items()}}
+            heldout_scores = {"mae/heldout_loss": scores.pop("mae"),
+                              **{f"mae/heldout_{k}": v for k, v in scores.items()}}
             log(heldout_scores)  # at the step it was measured, not repeated by the log_every logging
         if device.type == "cuda":
             last["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

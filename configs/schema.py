@@ -17,7 +17,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from data.synthetic import BACKGROUNDS, OBJECTS
-from mae.pos_embed import POS_EMBEDS
 from mae.target import LOSSES
 
 

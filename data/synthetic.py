@@ -132,6 +132,11 @@ def _background(rng: np.random.Generator, size: int, style: str = "textured") ->
     return mixed.astype(np.uint8)
 
 
+def repeat_first_frame(video: torch.Tensor) -> torch.Tensor:
+    """A static version of clips: the first frame repeated. Shapes: ``(B, 3, T, H, W)`` -> same."""
+    return video[:, :, :1].expand_as(video).contiguous()
+
+
 def synthetic_style(data_config) -> dict[str, str]:
     """``background`` and ``objects`` from a run's ``data`` config (a DictConfig or a stored dict);
     runs saved before a key existed get its default."""

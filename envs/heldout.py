@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from data.synthetic import SyntheticMotionVideos, synthetic_style
+from data.synthetic import SyntheticMotionVideos, repeat_first_frame, synthetic_style
 from mae import PretrainVideoMAE, random_mask
 
 
@@ -28,7 +28,7 @@ def heldout_batch(model: PretrainVideoMAE, data_config, mask_ratio: float, *, nu
     video = torch.stack([item["video"] for item in items])
     motion = torch.stack([item["motion"] for item in items])
     if static:
-        video = video[:, :, :1].expand_as(video).contiguous()
+        video = repeat_first_frame(video)
         motion = torch.zeros_like(motion)
     visible = random_mask(num_clips, model.num_tokens, mask_ratio, generator=torch.Generator().manual_seed(seed))
     return {"video": video, "visible": visible, "motion": motion,

@@ -34,6 +34,7 @@ from envs.mae_optimizer import MAEOptimizer
 from mae import PretrainVideoMAE, indices_to_mask, num_visible
 
 MODES = ("train", "frozen")
+GROUP_UPDATES = ("all", "first")
 
 
 def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor,
@@ -56,7 +57,6 @@ def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor,
     if probs is None:
         return enrich_visible, float("nan")
     return enrich_visible, float(((probs[keep] * motion).sum(dim=1) / share_moving).mean())
-GROUP_UPDATES = ("all", "first")
 
 
 class MAEVectorEnv(VectorEnv):

@@ -81,8 +81,8 @@ class VideoClassifier(nn.Module):
 
     def __init__(self, *, num_classes: int, img_size: int = 224, patch_size: int = 16, num_frames: int = 16,
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, pos_embed: str = "1d", drop_path_rate: float = 0.1, head_drop_rate: float = 0.0,
-                 head_init_scale: float = 1e-3):
+                 mlp_ratio: float = 4.0, pos_embed: str = "1d", drop_path_rate: float = 0.1,
+                 head_drop_rate: float = 0.0, head_init_scale: float = 1e-3):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")

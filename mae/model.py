@@ -161,7 +161,8 @@ class PretrainVideoMAE(nn.Module):
         return patchify_target(video, tubelet_size=self.tubelet_size, patch_size=self.patch_size,
                                normalize=self.norm_target)
 
-    def reconstruction_loss(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> ReconstructionLoss:
+    def reconstruction_loss(self, pred: torch.Tensor, target: torch.Tensor,
+                            visible: torch.Tensor) -> ReconstructionLoss:
         """Eq. 6 with this model's loss (``mse`` or ``l1``) on given predictions."""
         return reconstruction_loss(pred, target, visible, loss=self.loss_type)
 

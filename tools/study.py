@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,9 +29,8 @@ from pathlib import Path
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from tools.motion_visibility import evaluate_checkpoint
-from tools.testbed import TESTBED_DATA
+from tools.testbed import TESTBED_DATA, run, top1
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "no pretraining"
 REFERENCE = "random"
 
@@ -53,18 +49,6 @@ SCORE_VERSION = 2
 COLUMNS = ["probe_top1", "mae_loss", "visible_enrichment", "prob_enrichment"]
 # Two-sided 95 % Student t quantiles by degrees of freedom (n - 1 seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def run(args: list[str], log: Path) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # parallel runs must not fight over the cores
-    with open(log, "w") as out:
-        result = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed; see {log}")
-
-
-def top1(metrics_dir: Path) -> float:
-    return json.loads((metrics_dir / "metrics.json").read_text())["eval/top1"]
 
 
 def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128) -> dict[str, float]:
@@ -86,9 +70,14 @@ def score(checkpoint: str) -> dict:
     return {**row, "scored_with": SCORE_VERSION}
 
 
+def folder_name(arm: str) -> str:
+    """An arm's run folder: ``"tats ppo cooperative, narrow"`` -> ``tats_ppo_cooperative_narrow``."""
+    return "".join(c for c in arm.replace(" ", "_") if c not in ",()")
+
+
 def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, args: argparse.Namespace) -> dict:
     tic = time.perf_counter()
-    run_dir = Path(args.out) / f"mr{ratio}" / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "") / f"seed{seed}"
+    run_dir = Path(args.out) / f"mr{ratio}" / folder_name(name) / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / "result.json"
     if result_file.is_file():
@@ -104,7 +93,7 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
     row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
     if overrides is None:  # the untrained encoder's probe (no mask ratio involved)
         run(["-m", "downstream.linear_probe", "model=micro", *probe_data, f"output_dir={run_dir / 'probe'}"],
-            run_dir / "probe.log")
+            run_dir / "probe.log", threads=1)
         row["probe_top1"] = top1(run_dir / "probe")
     else:
         # GRPO's batch holds B / G distinct clips: a shorter epoch keeps the random-masking phase
@@ -113,9 +102,9 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
         run(["train_joint.py", *overrides, f"seed={seed}", f"mask_ratio={ratio}", f"train.max_steps={args.steps}",
              f"train.epochs={math.ceil(args.steps / (clips // 16))}", f"data.synthetic_clips={clips}",
              "data.num_workers=0", "train.eval_every=0", "train.dump_buffer_every=0", f"output_dir={run_dir}",
-             f"resume={ckpt.is_file()}"], run_dir / "train.log")
+             f"resume={ckpt.is_file()}"], run_dir / "train.log", threads=1)
         run(["-m", "downstream.linear_probe", f"checkpoint={ckpt}", *probe_data, f"output_dir={run_dir / 'probe'}"],
-            run_dir / "probe.log")
+            run_dir / "probe.log", threads=1)
         row["probe_top1"] = top1(run_dir / "probe")
         row.update(score(str(ckpt)))
     row["wall_s"] = time.perf_counter() - tic

@@ -34,7 +34,7 @@ import torch
 from timm.optim import create_optimizer_v2
 
 import mae
-from data.synthetic import SyntheticMotionVideos
+from data.synthetic import SyntheticMotionVideos, repeat_first_frame
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 
@@ -46,8 +46,7 @@ NUM_CLASSES = len(SyntheticMotionVideos.CLASSES)
 
 def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch.Tensor:
     """Clips ``start .. start + size`` of a fresh stream with their first frame repeated: ``(B, 3, T, H, W)``."""
-    video = torch.stack([dataset[i % len(dataset)]["video"] for i in range(start, start + size)])
-    return video[:, :, :1].expand_as(video).contiguous()
+    return repeat_first_frame(torch.stack([dataset[i % len(dataset)]["video"] for i in range(start, start + size)]))
 
 
 def run_static(args: argparse.Namespace) -> dict:
@@ -89,12 +88,16 @@ def run_static(args: argparse.Namespace) -> dict:
     return summary
 
 
-def run(cmd: list[str], log: Path) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(os.environ.get("OMP_NUM_THREADS", "1")))
+def run(cmd: list[str], log: Path, *, threads: int | None = None) -> None:
+    """``python cmd`` in the repository root, its output to ``log``; RuntimeError if it fails.
+
+    ``threads`` sets OMP_NUM_THREADS (runs sharing the cores pass 1); None keeps the caller's, else 1.
+    """
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "1"))
     with open(log, "w") as out:
         result = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
-        raise SystemExit(f"error: {' '.join(cmd)} failed; see {log}")
+        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
 
 
 def scalars(tb_dir: Path, prefix: str) -> tuple[dict[str, list[tuple[int, float]]], tuple[float, float]]:
@@ -110,8 +113,8 @@ def scalars(tb_dir: Path, prefix: str) -> tuple[dict[str, list[tuple[int, float]
 
 
 def top1(metrics_dir: Path) -> float:
-    metrics = json.loads((metrics_dir / "metrics.json").read_text())
-    return float(metrics["eval/top1"])
+    """Top-1 of a ``downstream.linear_probe`` or ``downstream.finetune`` output folder."""
+    return float(json.loads((metrics_dir / "metrics.json").read_text())["eval/top1"])
 
 
 def run_moving(args: argparse.Namespace) -> dict:
@@ -241,7 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    result = {"static": run_static, "moving": run_moving, "gradients": run_gradients}[args.command](args)
+    try:
+        result = {"static": run_static, "moving": run_moving, "gradients": run_gradients}[args.command](args)
+    except RuntimeError as error:  # a sub-run failed: one line, its log named
+        raise SystemExit(f"error: {error}") from None
     name = f"{args.command}-seed{args.seed}" + ("" if args.command != "static" else "-" + "-".join(
         [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects]))
     path = Path(args.out) / f"{name}.json"
