@@ -26,7 +26,6 @@ from omegaconf import DictConfig, OmegaConf
 from tianshou.data import Collector, VectorReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 import mae
@@ -40,6 +39,7 @@ from mae.baselines import heldout_losses
 from mae.registry import create_model_from_config
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
+from runtime.lr_schedule import build_schedule, learning_rates
 from runtime.setup import open_run_dir, run_cli, seed_everything
 
 register_configs()
@@ -92,16 +92,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                           f"agent.group_size={agent_group_size}")
     clips = ClipSource(dataset, cfg.train.batch_size // agent_group_size, seed=cfg.seed,
                        num_workers=cfg.data.num_workers, rank=rank, world_size=world_size, device=device)
-    total_batch = cfg.train.batch_size * world_size
-    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * total_batch / 256
-    optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=lr, weight_decay=cfg.train.weight_decay,
-                                    betas=tuple(cfg.train.opt_betas))
+    total_batch = cfg.train.batch_size * world_size * cfg.train.accum_steps
+    optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=learning_rates(cfg.train, total_batch).peak,
+                                    weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.opt_betas))
     steps_per_epoch = clips.steps_per_epoch
     schedule_steps = steps_per_epoch * cfg.train.epochs  # the schedule ignores max_steps: stopping early is not a shorter run
-    scheduler = CosineLRScheduler(
-        optimizer, t_initial=schedule_steps, lr_min=cfg.train.min_lr, warmup_prefix=True,
-        warmup_t=min(int(cfg.train.warmup_epochs * steps_per_epoch), schedule_steps - 1),
-        warmup_lr_init=lr * 1e-3, t_in_epochs=False)
+    scheduler = build_schedule(  # VideoMAE's, per optimiser step (runtime/lr_schedule.py)
+        optimizer, cfg.train, total_batch=total_batch, total_steps=max(schedule_steps // cfg.train.accum_steps, 1),
+        steps_per_epoch=steps_per_epoch / cfg.train.accum_steps)
+    if is_main:
+        print(scheduler.describe("MAE lr"))
     forward_module = model
     if world_size > 1:
         forward_module = torch.nn.parallel.DistributedDataParallel(
