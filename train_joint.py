@@ -37,7 +37,7 @@ from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from mae.registry import create_model_from_config
-from runtime import checkpoint
+from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
 from runtime.lr_schedule import build_schedule, learning_rates
 from runtime.setup import open_run_dir, run_cli, seed_everything
@@ -124,6 +124,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     collector = Collector(agent.policy, adapter, buffer)
 
     # ---- resume
+    generators = {"mask": mask_generator, **rng.find_generators(agent.policy, "agent")}  # each rank's own
     step, updates = 0, 0
     if resume_from is not None:
         state = checkpoint.load(resume_from, map_location=device)
@@ -132,17 +133,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         env.load_state_dict(state["env"])
         agent.load_state_dict(state["agent"])
         step, updates = state["step"], state["policy_updates"]
-        mask_generator.set_state(state["rng"]["mask"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        rng.restore(state["rng"], rank, generators)  # this rank's own states (runtime/rng.py)
 
     def save() -> None:
+        rng_states = rng.gather(rng.capture(generators, device), world_size)  # a collective: every rank
         if not is_main:
             return
         state = dict(mae=model.state_dict(), mae_optimizer=env.optimizer.state_dict(), env=env.state_dict(),
-                     agent=agent.state_dict(), step=step, policy_updates=updates,
-                     rng=dict(mask=mask_generator.get_state(), torch=torch.get_rng_state(),
-                              numpy=np.random.get_state()),
+                     agent=agent.state_dict(), step=step, policy_updates=updates, rng=rng_states,
                      config=OmegaConf.to_container(cfg, resolve=True))
         checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 

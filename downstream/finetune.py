@@ -21,11 +21,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import random
 import time
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from timm.loss import SoftTargetCrossEntropy
@@ -40,7 +38,7 @@ from downstream.common import build_classifier
 from downstream.datasets import default_flip_prob, eval_dataset, infer_num_classes, train_dataset
 from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform, VideoMixup
-from runtime import checkpoint
+from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
 from runtime.lr_schedule import build_schedule, learning_rates
 from runtime.setup import open_run_dir, run_cli, seed_everything
@@ -122,17 +120,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        rng.restore(state["rng"], rank)  # this rank's own states (runtime/rng.py)
     scheduler.step_update(step)
 
     def save() -> None:
+        rng_states = rng.gather(rng.capture(device=device), world_size)  # a collective: every rank
         if is_main:
             state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
                          epoch=step // steps_per_epoch, num_classes=num_classes,
-                         architecture=model.architecture,
-                         rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate()),
+                         architecture=model.architecture, rng=rng_states,
                          config=OmegaConf.to_container(cfg, resolve=True))
             checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
