@@ -39,7 +39,7 @@ from mae.baselines import heldout_losses
 from mae.registry import create_model_from_config
 from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
-from runtime.lr_schedule import build_schedule, learning_rates
+from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
 from runtime.setup import open_run_dir, run_cli, seed_everything
 
 register_configs()
@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer, cfg.train, total_batch=total_batch, total_steps=max(schedule_steps // cfg.train.accum_steps, 1),
         steps_per_epoch=steps_per_epoch / cfg.train.accum_steps)
     if is_main:
-        print(scheduler.describe("MAE lr"))
+        print(scheduler.describe("MAE lr", paper_total_batch=PAPER_TOTAL_BATCH))
     forward_module = model
     if world_size > 1:
         forward_module = torch.nn.parallel.DistributedDataParallel(

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 PAPER_TOTAL_BATCH = 256
-"""The paper's (and VideoMAE's) total batch: 8 GPUs x 32 clips; the reference of lr scaling."""
+"""The paper's pretraining total batch (8 GPUs x 32 clips), and the reference of VideoMAE's lr scaling."""
 
 
 def _config_error(message: str) -> Exception:
@@ -56,17 +56,18 @@ class LearningRates:
         """Whether any of the three values was scaled by ``total_batch / 256``."""
         return any(source != "absolute" for source in self.sources.values())
 
-    def describe(self, name: str = "lr") -> str:
-        """One line for the start of a run: the values, and the scaling when it applied."""
+    def describe(self, name: str = "lr", paper_total_batch: int | None = None) -> str:
+        """One line for the start of a run: the values and where each came from; with
+        ``paper_total_batch``, a note when this run's total batch differs from the paper's."""
         def show(key: str, value: float) -> str:
             return f"{value:.4g} ({self.sources[key]})"
 
         line = (f"{name}: peak {show('peak', self.peak)}, floor {show('floor', self.floor)}, "
                 f"warm-up from {show('warmup_start', self.warmup_start)}")
-        if self.scaled and self.total_batch != PAPER_TOTAL_BATCH:
-            line += (f"; note: the total batch is {self.total_batch}, not the paper's {PAPER_TOTAL_BATCH}, "
-                     f"so base values are scaled by {self.total_batch}/{PAPER_TOTAL_BATCH} = "
-                     f"{self.total_batch / PAPER_TOTAL_BATCH:.4g}")
+        if paper_total_batch is not None and self.total_batch != paper_total_batch:
+            line += (f"; note: the total batch is {self.total_batch}, not the paper's {paper_total_batch}, so the "
+                     f"peak lr is {self.peak:.4g}" + (f" (the paper's: {self.peak * paper_total_batch / self.total_batch:.4g})"
+                                                     if self.sources["peak"] != "absolute" else " (absolute)"))
         return line
 
 
@@ -134,10 +135,10 @@ class StepSchedule:
         self.warmup_steps = warmup_steps
         self.step_update(0)
 
-    def describe(self, name: str = "lr") -> str:
+    def describe(self, name: str = "lr", paper_total_batch: int | None = None) -> str:
         """One line for the start of a run (see :meth:`LearningRates.describe`) with the step counts."""
-        return (f"{self.rates.describe(name)}; {self.warmup_steps} warm-up steps, then cosine to the floor "
-                f"at step {len(self.values)}")
+        return (f"{self.rates.describe(name, paper_total_batch)}; {self.warmup_steps} warm-up steps, then cosine "
+                f"to the floor at step {len(self.values)}")
 
     def __len__(self) -> int:
         return len(self.values)

@@ -56,8 +56,10 @@ def test_base_values_are_scaled_by_total_batch_absolute_ones_are_not():
     train = OmegaConf.create(dict(blr=1.5e-4, lr=None, min_blr=1e-5, min_lr=None, warmup_blr=1e-6, warmup_lr=None))
     rates = learning_rates(train, total_batch=32)  # VideoMAE: lr, min_lr, warmup_lr all x 32 / 256
     assert (rates.peak, rates.floor, rates.warmup_start) == pytest.approx((1.875e-5, 1.25e-6, 1.25e-7), rel=1e-12)
-    assert "32/256" in rates.describe() and "not the paper's 256" in rates.describe()
-    assert "not the paper's" not in learning_rates(train, total_batch=256).describe()
+    note = rates.describe(paper_total_batch=256)
+    assert "the total batch is 32, not the paper's 256, so the peak lr is 1.875e-05 (the paper's: 0.00015)" in note
+    assert "not the paper's" not in learning_rates(train, total_batch=256).describe(paper_total_batch=256)
+    assert "blr 0.00015 x 32 / 256" in note
     train.min_lr, train.warmup_lr = 3e-6, 0.0  # absolute: as given, whatever the batch
     rates = learning_rates(train, total_batch=8)
     assert (rates.peak, rates.floor, rates.warmup_start) == pytest.approx((1.5e-4 * 8 / 256, 3e-6, 0.0), rel=1e-12)
@@ -104,7 +106,7 @@ def applied_lrs():
     handle.remove()
 
 
-def test_pretraining_steps_at_videomaes_rates(tmp_path, applied_lrs):
+def test_pretraining_steps_at_videomaes_rates(tmp_path, applied_lrs, capsys):
     import train_joint
 
     # 16 clips, 4 per step: 4 steps an epoch, 3 epochs = 12 steps, 1 epoch of warm-up;
@@ -115,6 +117,8 @@ def test_pretraining_steps_at_videomaes_rates(tmp_path, applied_lrs):
         "train.blr=6.4e-3", "train.min_blr=6.4e-5", f"output_dir={tmp_path}"))
     lrs = [groups[0] for _, groups in applied_lrs]
     assert lrs == pytest.approx(HAND_12, rel=1e-9, abs=1e-18)
+    # the run said at start that its total batch is not the paper's, and the lr it scaled to
+    assert "the total batch is 4, not the paper's 256, so the peak lr is 0.0001" in capsys.readouterr().out
 
 
 def test_finetuning_steps_at_videomaes_rates(tmp_path, applied_lrs):
