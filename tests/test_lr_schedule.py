@@ -147,3 +147,16 @@ def test_linear_probe_steps_at_videomaes_rates(tmp_path, applied_lrs):
         "test.synthetic_clips=2", "train.batch_size=4", "train.epochs=3", "train.warmup_epochs=1",
         "train.blr=6.4e-3", "train.min_lr=1e-6", f"output_dir={tmp_path}"))
     assert [groups[0] for _, groups in applied_lrs] == pytest.approx(HAND_12, rel=1e-9, abs=1e-18)
+
+
+def test_pretraining_with_accumulation_scales_by_the_accumulated_batch(tmp_path, applied_lrs):
+    import train_joint
+
+    # 4 clips per step, 2 steps per optimiser step: total batch 8, 2 optimiser steps an epoch, 3 epochs = 6,
+    # 1 epoch (2 steps) of warm-up; peak 3.2e-3 x 8 / 256 = 1e-4, floor 3.2e-5 x 8 / 256 = 1e-6
+    train_joint.train(compose_cfg(
+        "config", "agent=random", "data.synthetic_clips=16", "data.num_workers=0", "train.batch_size=4",
+        "train.accum_steps=2", "train.epochs=3", "train.warmup_epochs=1", "train.eval_every=0", "train.lr=null",
+        "train.min_lr=null", "train.blr=3.2e-3", "train.min_blr=3.2e-5", f"output_dir={tmp_path}"))
+    hand = [0.0, 1e-4, cosine(0, 4), cosine(1, 4), cosine(2, 4), cosine(3, 4)]
+    assert [groups[0] for _, groups in applied_lrs] == pytest.approx(hand, rel=1e-9, abs=1e-18)
