@@ -26,7 +26,6 @@ from omegaconf import DictConfig, OmegaConf
 from tianshou.data import Collector, VectorReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 import mae
@@ -38,8 +37,9 @@ from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from mae.registry import create_model_from_config
-from runtime import checkpoint
+from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
+from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
 from runtime.setup import open_run_dir, run_cli, seed_everything
 
 register_configs()
@@ -92,16 +92,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                           f"agent.group_size={agent_group_size}")
     clips = ClipSource(dataset, cfg.train.batch_size // agent_group_size, seed=cfg.seed,
                        num_workers=cfg.data.num_workers, rank=rank, world_size=world_size, device=device)
-    total_batch = cfg.train.batch_size * world_size
-    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * total_batch / 256
-    optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=lr, weight_decay=cfg.train.weight_decay,
-                                    betas=tuple(cfg.train.opt_betas))
+    total_batch = cfg.train.batch_size * world_size * cfg.train.accum_steps
+    optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=learning_rates(cfg.train, total_batch).peak,
+                                    weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.opt_betas))
     steps_per_epoch = clips.steps_per_epoch
     schedule_steps = steps_per_epoch * cfg.train.epochs  # the schedule ignores max_steps: stopping early is not a shorter run
-    scheduler = CosineLRScheduler(
-        optimizer, t_initial=schedule_steps, lr_min=cfg.train.min_lr, warmup_prefix=True,
-        warmup_t=min(int(cfg.train.warmup_epochs * steps_per_epoch), schedule_steps - 1),
-        warmup_lr_init=lr * 1e-3, t_in_epochs=False)
+    scheduler = build_schedule(  # VideoMAE's, per optimiser step (runtime/lr_schedule.py)
+        optimizer, cfg.train, total_batch=total_batch, total_steps=max(schedule_steps // cfg.train.accum_steps, 1),
+        steps_per_epoch=steps_per_epoch / cfg.train.accum_steps)
+    if is_main:
+        print(scheduler.describe("MAE lr", paper_total_batch=PAPER_TOTAL_BATCH))
     forward_module = model
     if world_size > 1:
         forward_module = torch.nn.parallel.DistributedDataParallel(
@@ -124,6 +124,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     collector = Collector(agent.policy, adapter, buffer)
 
     # ---- resume
+    generators = {"mask": mask_generator, **rng.find_generators(agent.policy, "agent")}  # each rank's own
     step, updates = 0, 0
     if resume_from is not None:
         state = checkpoint.load(resume_from, map_location=device)
@@ -132,17 +133,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         env.load_state_dict(state["env"])
         agent.load_state_dict(state["agent"])
         step, updates = state["step"], state["policy_updates"]
-        mask_generator.set_state(state["rng"]["mask"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        rng.restore(state["rng"], rank, generators)  # this rank's own states (runtime/rng.py)
 
     def save() -> None:
+        rng_states = rng.gather(rng.capture(generators, device), world_size)  # a collective: every rank
         if not is_main:
             return
         state = dict(mae=model.state_dict(), mae_optimizer=env.optimizer.state_dict(), env=env.state_dict(),
-                     agent=agent.state_dict(), step=step, policy_updates=updates,
-                     rng=dict(mask=mask_generator.get_state(), torch=torch.get_rng_state(),
-                              numpy=np.random.get_state()),
+                     agent=agent.state_dict(), step=step, policy_updates=updates, rng=rng_states,
                      config=OmegaConf.to_container(cfg, resolve=True))
         checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 

@@ -51,15 +51,20 @@ class FinetuneTrainConfig:
     max_steps: int = -1
     """Stop after this many optimiser steps in total; -1 = all epochs (the schedule still spans them)."""
     blr: float = 1e-3
-    """Base learning rate (Table 7); the applied lr is blr * total_batch / 256."""
+    """Base learning rate (Table 7); the applied peak is blr * total_batch / 256."""
     lr: Optional[float] = None
-    """Absolute learning rate; overrides blr when set."""
-    min_lr: float = 1e-6
-    """Floor of the cosine schedule (VideoMAE: 1e-6)."""
+    """Absolute peak learning rate, not scaled; overrides blr when set."""
+    min_blr: float = 1e-6
+    """Base floor of the cosine (VideoMAE's --min_lr 1e-6), scaled by total_batch / 256 like blr."""
+    min_lr: Optional[float] = None
+    """Absolute floor of the cosine, not scaled; overrides min_blr when set. Above the peak = an error."""
     warmup_epochs: float = 5.0
-    """Linear warm-up length in epochs (Table 7: 5), from warmup_lr."""
-    warmup_lr: float = 1e-6
-    """Learning rate at the start of the warm-up (VideoMAE: 1e-6)."""
+    """Linear warm-up length in epochs (Table 7: 5), then cosine to the floor at the last step."""
+    warmup_blr: float = 0.0
+    """Base lr at the start of the warm-up, scaled like blr (0: VideoMAE parses --warmup_lr 1e-6
+    but never passes it to its scheduler, so its warm-up starts at 0)."""
+    warmup_lr: Optional[float] = None
+    """Absolute lr at the start of the warm-up, not scaled; overrides warmup_blr when set."""
     opt_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     """AdamW betas (Table 7)."""
     weight_decay: float = 0.05
@@ -130,17 +135,23 @@ class ProbeTrainConfig:
     opt: str = "sgd"
     """sgd (momentum, MAE's LARS without the layer-wise trust ratio) | adamw."""
     blr: float = 0.1
-    """Base learning rate; the applied lr is blr * batch_size / 256 (MAE linear probing: 0.1)."""
+    """Base learning rate; the applied peak is blr * batch_size / 256 (MAE linear probing: 0.1)."""
     lr: Optional[float] = None
-    """Absolute learning rate; overrides blr when set."""
+    """Absolute peak learning rate, not scaled; overrides blr when set."""
     momentum: float = 0.9
     """SGD momentum (adamw: beta1)."""
     weight_decay: float = 0.0
     """Weight decay of the linear layer (MAE: 0)."""
     warmup_epochs: float = 5.0
-    """Linear warm-up length in epochs, then cosine to min_lr."""
-    min_lr: float = 0.0
-    """Floor of the cosine schedule."""
+    """Linear warm-up length in epochs, then cosine to the floor at the last step."""
+    min_blr: float = 0.0
+    """Base floor of the cosine, scaled by batch_size / 256 like blr (MAE: 0)."""
+    min_lr: Optional[float] = None
+    """Absolute floor of the cosine, not scaled; overrides min_blr when set. Above the peak = an error."""
+    warmup_blr: float = 0.0
+    """Base lr at the start of the warm-up, scaled like blr (MAE: 0)."""
+    warmup_lr: Optional[float] = None
+    """Absolute lr at the start of the warm-up, not scaled; overrides warmup_blr when set."""
     augment: bool = False
     """false: features of each training clip extracted once, without augmentation (fast);
     true: random resized crop + flip per step, features recomputed through the frozen encoder."""

@@ -87,13 +87,21 @@ class TrainConfig:
     opt_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     """Optimizer betas (flag --opt_betas)."""
     blr: float = 1.5e-4
-    """Base learning rate of the MAE; the applied lr is blr * total_batch / 256."""
+    """Base peak learning rate of the MAE (VideoMAE's --lr 1.5e-4); the applied peak is
+    blr * total_batch / 256, total_batch = batch_size x processes x accum_steps."""
     lr: Optional[float] = None
-    """Absolute MAE learning rate; overrides blr when set."""
-    min_lr: float = 1e-5
-    """Floor of the cosine schedule."""
+    """Absolute peak MAE learning rate, not scaled; overrides blr when set."""
+    min_blr: float = 1e-5
+    """Base floor of the cosine (VideoMAE's --min_lr 1e-5), scaled by total_batch / 256 like blr."""
+    min_lr: Optional[float] = None
+    """Absolute floor of the cosine, not scaled; overrides min_blr when set. Above the peak = an error."""
+    warmup_blr: float = 0.0
+    """Base lr at the start of the warm-up, scaled like blr (0: VideoMAE's warm-up starts at 0)."""
+    warmup_lr: Optional[float] = None
+    """Absolute lr at the start of the warm-up, not scaled; overrides warmup_blr when set."""
     warmup_epochs: float = 1.0
-    """Linear warm-up length in epochs (flag --warmup_epochs; the paper uses 40 of 400)."""
+    """Linear warm-up length in epochs (flag --warmup_epochs; the paper uses 40 of 400); then
+    cosine to the floor at the last step (runtime/lr_schedule.py)."""
     weight_decay: float = 0.05
     """AdamW weight decay (not applied to norms, biases and the mask token)."""
     clip_grad: Optional[float] = None

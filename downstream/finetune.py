@@ -8,8 +8,8 @@
 
 Reads top to bottom: config, processes, logging, data, model (the pretrained encoder + a
 new head, :class:`mae.VideoClassifier`), optimiser (AdamW, betas 0.9/0.999, lr = blr *
-total_batch / 256 with layer-wise decay 0.75, weight decay 0.05), schedule (5 warm-up epochs,
-then cosine), Mixup 0.8 / CutMix 1.0 with label smoothing 0.1 and soft-target cross-entropy,
+total_batch / 256 with layer-wise decay 0.75, weight decay 0.05), schedule (VideoMAE's: 5 warm-up
+epochs, then cosine to min_lr), Mixup 0.8 / CutMix 1.0 with label smoothing 0.1 and soft-target cross-entropy,
 RandAugment (9, 0.5) identical across each clip's frames, drop path 0.1; then the loop, with
 multi-view testing (``test.num_clips`` x ``test.num_crops`` views, softmax averaged; top-1,
 top-5) every ``train.eval_every`` epochs and at the end. Checkpoints are atomic and a run
@@ -21,16 +21,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import random
 import time
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
@@ -41,8 +38,9 @@ from downstream.common import build_classifier
 from downstream.datasets import default_flip_prob, eval_dataset, infer_num_classes, train_dataset
 from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform, VideoMixup
-from runtime import checkpoint
+from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
+from runtime.lr_schedule import build_schedule, learning_rates
 from runtime.setup import open_run_dir, run_cli, seed_everything
 
 register_downstream_configs()
@@ -92,15 +90,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # ---- optimiser (AdamW, layer-wise lr decay), schedule (warm-up then cosine, per step)
     total_batch = batch_size * world_size
-    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * total_batch / 256
+    lr = learning_rates(cfg.train, total_batch).peak
     optimizer = create_optimizer_v2(
         model, opt="adamw", lr=lr, weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.opt_betas),
         layer_decay=cfg.train.layer_decay if cfg.train.layer_decay < 1 else None)
     schedule_steps = steps_per_epoch * cfg.train.epochs
-    warmup_steps = min(int(cfg.train.warmup_epochs * steps_per_epoch), schedule_steps - 1)
-    scheduler = CosineLRScheduler(
-        optimizer, t_initial=schedule_steps - warmup_steps, lr_min=cfg.train.min_lr, warmup_t=warmup_steps,
-        warmup_lr_init=cfg.train.warmup_lr, warmup_prefix=True, t_in_epochs=False)
+    scheduler = build_schedule(optimizer, cfg.train, total_batch=total_batch, total_steps=schedule_steps,
+                               steps_per_epoch=steps_per_epoch)  # VideoMAE's (runtime/lr_schedule.py)
+    if is_main:
+        print(scheduler.describe("fine-tuning lr"))
 
     # ---- loss: mixup/cutmix + label smoothing -> soft targets, or plain smoothed cross-entropy
     mixup = None
@@ -122,17 +120,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        rng.restore(state["rng"], rank)  # this rank's own states (runtime/rng.py)
     scheduler.step_update(step)
 
     def save() -> None:
+        rng_states = rng.gather(rng.capture(device=device), world_size)  # a collective: every rank
         if is_main:
             state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
                          epoch=step // steps_per_epoch, num_classes=num_classes,
-                         architecture=model.architecture,
-                         rng=dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate()),
+                         architecture=model.architecture, rng=rng_states,
                          config=OmegaConf.to_container(cfg, resolve=True))
             checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 

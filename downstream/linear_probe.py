@@ -25,7 +25,6 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from timm.layers import trunc_normal_
-from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
@@ -39,6 +38,7 @@ from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform
 from mae.model import VideoMAEEncoder
 from runtime import checkpoint
+from runtime.lr_schedule import build_schedule, learning_rates
 from runtime.distributed import init_processes
 from runtime.setup import run_cli, save_resolved_config, seed_everything
 
@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                           "not one step per epoch")
 
     # ---- optimiser and schedule
-    lr = cfg.train.lr if cfg.train.lr is not None else cfg.train.blr * batch_size / 256
+    lr = learning_rates(cfg.train, batch_size).peak
     params = [p for p in probe.parameters() if p.requires_grad]
     if cfg.train.opt == "sgd":
         optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
@@ -133,10 +133,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer = torch.optim.AdamW(params, lr=lr, betas=(cfg.train.momentum, 0.999),
                                       weight_decay=cfg.train.weight_decay)
     schedule_steps = steps_per_epoch * cfg.train.epochs
-    warmup_steps = min(int(cfg.train.warmup_epochs * steps_per_epoch), schedule_steps - 1)
-    scheduler = CosineLRScheduler(optimizer, t_initial=schedule_steps - warmup_steps, lr_min=cfg.train.min_lr,
-                                  warmup_t=warmup_steps, warmup_lr_init=0.0, warmup_prefix=True,
-                                  t_in_epochs=False)
+    scheduler = build_schedule(optimizer, cfg.train, total_batch=batch_size, total_steps=schedule_steps,
+                               steps_per_epoch=steps_per_epoch)  # VideoMAE's (runtime/lr_schedule.py)
+    print(scheduler.describe("probe lr"))
     criterion = nn.CrossEntropyLoss()
 
     # ---- the loop

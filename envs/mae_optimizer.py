@@ -63,3 +63,5 @@ class MAEOptimizer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.num_updates, self.skipped_nonfinite = state["num_updates"], state["skipped_nonfinite"]
+        if self.scheduler is not None:
+            self.scheduler.step_update(self.num_updates)  # the lr of the next optimiser step

@@ -60,3 +60,39 @@ def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
     # and training did move them: the ranks agree because they averaged, not because nothing changed
     state = torch.load(out / "checkpoint-latest.pt", weights_only=False)
     assert state["policy_updates"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_two_gloo_ranks_resume_exactly(tmp_path):
+    """Stopped after 2 steps and resumed, a 2-rank run ends where an uninterrupted one does: each rank
+    gets its own generators back (the random masks of the first epoch, the policy's samples after)."""
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT.format(root=str(ROOT)))
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    # 32 clips, 2 ranks x 4 per step: 4 steps an epoch; 1 random-masking epoch, then 4 PPO cycles
+    args = ["data.synthetic_clips=32", "data.num_workers=0", "train.batch_size=4", "train.epochs=2",
+            "train.mae_only_epochs=1", "agent.critic_hidden=[32,16]", "agent.lr=1e-3", "train.eval_every=0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def run(port, *extra):
+        result = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={port}", str(script), *args, *extra],
+                                cwd=ROOT, capture_output=True, text=True, timeout=400, env=env)
+        assert result.returncode == 0, result.stderr[-4000:]
+
+    run(29536, f"output_dir={tmp_path / 'full'}")
+    run(29537, f"output_dir={tmp_path / 'cut'}", "train.max_steps=2")
+    state = torch.load(tmp_path / "cut" / "checkpoint-latest.pt", weights_only=False)
+    per_rank = state["rng"]["per_rank"]
+    assert len(per_rank) == 2 and not torch.equal(per_rank[0]["torch"], per_rank[1]["torch"])
+    assert not torch.equal(per_rank[0]["generators"]["mask"], per_rank[1]["generators"]["mask"])
+    run(29538, f"output_dir={tmp_path / 'cut'}", "resume=true")
+    for rank in range(2):
+        full = torch.load(tmp_path / "full" / f"rank{rank}.pt", weights_only=False)
+        resumed = torch.load(tmp_path / "cut" / f"rank{rank}.pt", weights_only=False)
+        for name, tensor in full["mae"].items():
+            assert torch.equal(tensor, resumed["mae"][name]), f"rank {rank}: MAE {name} differs from the uninterrupted run"
+        for name, tensor in full["agent"]["algorithm"].items():
+            if torch.is_tensor(tensor):
+                assert torch.equal(tensor, resumed["agent"]["algorithm"][name]), f"rank {rank}: policy {name} differs"

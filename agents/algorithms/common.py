@@ -135,11 +135,13 @@ def build_actor_network(spec: EnvSpec, config: SamplerConfig) -> nn.Module:
     return build_actor(config.actor, embed_dim=spec.embed_dim, grid=spec.grid, **options)
 
 
-def build_critic_network(spec: EnvSpec, hidden: list[int]) -> nn.Module:
-    """The TATS critic, an MLP on the mean token (Eq. 5), with ``hidden`` layer widths."""
+def build_critic_network(spec: EnvSpec, hidden: list[int], input: str = "mean_token") -> nn.Module:
+    """The TATS critic (Eq. 5): an MLP on the mean token with ``hidden`` layer widths, or
+    (``input="token_means"``) the paper's literal two Linears on the tokens' channel means."""
     from agents.networks import build_critic
 
-    return build_critic(embed_dim=spec.embed_dim, hidden_dims=tuple(int(h) for h in hidden))
+    return build_critic(embed_dim=spec.embed_dim, hidden_dims=tuple(int(h) for h in hidden), input=input,
+                        num_tokens=spec.num_tokens)
 
 
 def optimizer_factory(config: SamplerConfig) -> OptimizerFactory:

@@ -74,12 +74,17 @@ class PPOConfig(SamplerConfig):
     advantage_normalization: bool = False
     """Standardise A per minibatch (the paper uses A = R - V_old as is)."""
     critic_hidden: list[int] = field(default_factory=lambda: [1568, 784])
-    """Hidden widths of the critic MLP on the mean token (paper: 1568, 784)."""
+    """Hidden widths of the critic MLP on the mean token (paper: 1568, 784); critic_input=mean_token only."""
+    critic_input: str = "mean_token"
+    """X_mu of the critic: mean_token (the mean over tokens, a D-vector, into D -> 1568 -> 784 -> 1 with
+    ReLUs) | token_means (the paper's literal reading: each token's channel mean, an N-vector, into
+    N -> N/2 -> ReLU -> 1, i.e. Linear(1568) -> ReLU(Linear(784)) -> 1 at ViT-B's N = 1568)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _choice("objective", self.objective, tuple(OBJECTIVES))
         _choice("ratio_on", self.ratio_on, RATIO_ON)
+        _choice("critic_input", self.critic_input, ("mean_token", "token_means"))
         if not 0 < self.eps_clip < 1:
             raise ValueError(f"eps_clip must be in (0, 1), got {self.eps_clip}")
         if self.dual_clip is not None and not self.dual_clip > 1:
@@ -206,7 +211,7 @@ def build_ppo(spec: EnvSpec, config: PPOConfig, device: torch.device, *,
               actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
     """TATS: actor (``config.actor``), critic on the mean token, :class:`TATSPPO`."""
     actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
-    critic = (critic if critic is not None else build_critic_network(spec, config.critic_hidden)).to(device)
+    critic = (critic if critic is not None else build_critic_network(spec, config.critic_hidden, config.critic_input)).to(device)
     policy = TokenSamplerPolicy(
         actor=actor, critic=critic, num_visible=spec.num_visible, action_space=spec.action_space,
         temperature=config.softmax_temp, masked_logprob=config.masked_logprob,

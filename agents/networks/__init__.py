@@ -52,7 +52,7 @@ def build_critic(*, embed_dim: int, **options: Any) -> nn.Module:
     """Build the value network: :class:`TATSCritic` (MLP on the mean token).
 
     :param embed_dim: width D of the observed tokens.
-    :param options: further keyword arguments of :class:`TATSCritic` (``hidden_dims``).
+    :param options: further keyword arguments of :class:`TATSCritic` (``hidden_dims``, ``input``, ``num_tokens``).
     """
     return TATSCritic(embed_dim=embed_dim, **options)
 

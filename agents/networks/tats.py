@@ -157,34 +157,55 @@ class TATSActor(nn.Module):
         return self.head(x), state
 
 
-class TATSCritic(nn.Module):
-    """Critic of TATS: MLP with ReLU on the mean token X_mu -> value psi_theta(X_mu) (Eq. 5).
+CRITIC_INPUTS = ("mean_token", "token_means")
 
-    The paper writes ``Linear(1568) -> ReLU(Linear(784)) -> 1``. Read literally, the first
-    two Linears have no nonlinearity between them and collapse into one; here every hidden
-    Linear is followed by a ReLU: D -> 1568 -> ReLU -> 784 -> ReLU -> 1 by default.
+
+class TATSCritic(nn.Module):
+    """Critic of TATS: an MLP with ReLU on X_mu -> value psi_theta(X_mu) (Eq. 5).
+
+    The paper: "the mean representation of all the tokens (X_mu) [...] a feed-forward network
+    consisting of two linear layers with a ReLU activation Linear(1568) -> ReLU(Linear(784)) -> 1".
+    It reads two ways:
+
+    - ``input="mean_token"`` (default): X_mu is the mean over the N tokens, a D-vector, and
+      1568 and 784 are hidden widths: D -> 1568 -> ReLU -> 784 -> ReLU -> 1 (``hidden_dims``),
+      three Linears (with two Linears and no ReLU between them, the first two would collapse into one).
+    - ``input="token_means"`` (the literal one): X_mu is each token's mean over its D channels,
+      an N-vector (N = 1568 for ViT-B on 16 x 224 x 224 clips), and the two Linears are
+      N -> N/2 -> ReLU -> 1: exactly ``Linear(1568) -> ReLU(Linear(784)) -> 1`` at the paper's scale.
+      ``hidden_dims`` is not used.
 
     Shapes:
         obs ``(B, N, D)`` -> ``(B, 1)``.
     """
 
-    def __init__(self, *, embed_dim: int, hidden_dims: Sequence[int] = (1568, 784)) -> None:
+    def __init__(self, *, embed_dim: int, hidden_dims: Sequence[int] = (1568, 784), input: str = "mean_token",
+                 num_tokens: int | None = None) -> None:
         """
         :param embed_dim: width D of the observed tokens.
-        :param hidden_dims: widths of the hidden layers (paper: 1568, 784); () = linear value.
+        :param hidden_dims: ``input="mean_token"``: widths of the hidden layers (paper: 1568, 784); () = linear value.
+        :param input: ``"mean_token"`` or ``"token_means"`` (see above).
+        :param num_tokens: N; needed by ``input="token_means"``.
         """
         super().__init__()
-        self.embed_dim = embed_dim
+        if input not in CRITIC_INPUTS:
+            raise ValueError(f"critic input must be one of {CRITIC_INPUTS}, got {input!r}")
+        self.embed_dim, self.input = embed_dim, input
         layers: list[nn.Module] = []
-        width = embed_dim
-        for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers.append(nn.Linear(width, 1))
+        if input == "token_means":
+            if not num_tokens or num_tokens < 2:
+                raise ValueError(f"the token_means critic needs num_tokens >= 2, got {num_tokens}")
+            layers = [nn.Linear(num_tokens, num_tokens // 2), nn.ReLU(), nn.Linear(num_tokens // 2, 1)]
+        else:
+            width = embed_dim
+            for hidden in hidden_dims:
+                layers += [nn.Linear(width, hidden), nn.ReLU()]
+                width = hidden
+            layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, obs: Any, state: Any = None, info: Any = None) -> torch.Tensor:
         """Tianshou critic call: ``critic(obs) -> (B, 1)``."""
         tokens = as_tokens(obs, embed_dim=self.embed_dim, num_tokens=None,
                            device=self.mlp[-1].weight.device)
-        return self.mlp(tokens.mean(dim=1))
+        return self.mlp(tokens.mean(dim=1) if self.input == "mean_token" else tokens.mean(dim=2))
