@@ -73,6 +73,10 @@ class FinetuneTrainConfig:
     """Layer-wise lr decay (Table 7): block i of depth L gets lr * layer_decay ** (L - i); 1 = off."""
     drop_path: float = 0.1
     """Stochastic depth of the last encoder block, linear from 0 (Table 7)."""
+    head_init_scale: float = 1e-3
+    """The head's initial weights are trunc-normal(0.02) times this (VideoMAE's --init_scale). From
+    scratch, 1: with 1e-3 the near-zero head passes the encoder almost no gradient while AdamW's
+    normalised steps move it anyway, and the micro ViT stays at chance (docs/testbed.md)."""
     clip_grad: Optional[float] = None
     """Max gradient norm; None = no clipping (VideoMAE's default)."""
     mixup: float = 0.8
@@ -237,6 +241,7 @@ def validate_downstream(cfg: Any) -> None:
     if "layer_decay" in cfg.train:  # fine-tuning
         require(0 < train.layer_decay <= 1, f"train.layer_decay must be in (0, 1], got {train.layer_decay}")
         require(0 <= train.drop_path < 1, f"train.drop_path must be in [0, 1), got {train.drop_path}")
+        require(train.head_init_scale > 0, f"train.head_init_scale must be positive, got {train.head_init_scale}")
         require(train.mixup >= 0 and train.cutmix >= 0,
                 f"train.mixup and train.cutmix must be >= 0, got {train.mixup}, {train.cutmix}")
         require(0 <= train.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {train.label_smoothing}")

@@ -34,9 +34,11 @@ def encoder_architecture(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, tor
 
 
 def build_classifier(cfg: DictConfig, num_classes: int) -> VideoClassifier:
-    """The fine-tuning model, its encoder from ``cfg.checkpoint`` (or random), ``train.drop_path`` set."""
+    """The fine-tuning model, its encoder from ``cfg.checkpoint`` (or random), ``train.drop_path`` and
+    ``train.head_init_scale`` set."""
     architecture, state = encoder_architecture(cfg)
-    model = VideoClassifier(num_classes=num_classes, drop_path_rate=cfg.train.drop_path, **architecture)
+    model = VideoClassifier(num_classes=num_classes, drop_path_rate=cfg.train.drop_path,
+                            head_init_scale=cfg.train.head_init_scale, **architecture)
     if state is None:
         return model
     if cfg.checkpoint_format == "videomae" and not any(key.startswith("encoder.") for key in state):

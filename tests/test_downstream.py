@@ -327,6 +327,21 @@ def test_finetune_smoke_logs_and_resumes_exactly(tmp_path, pretrain_checkpoint):
         finetune.train(compose_cfg("finetune", *FT_SMALL, f"output_dir={tmp_path / 'full'}"))
 
 
+def test_head_init_scale_sets_the_heads_initial_size():
+    from downstream.common import build_classifier
+
+    stds = {}
+    for scale in ("1e-3", "1"):
+        torch.manual_seed(0)
+        head = build_classifier(compose_cfg("finetune", *FT_SMALL, f"train.head_init_scale={scale}"), 8).head
+        stds[scale] = float(head.weight.std())
+    assert stds["1"] == pytest.approx(0.02, rel=0.2)  # trunc-normal(0.02), 8 x 96 weights
+    assert stds["1e-3"] == pytest.approx(stds["1"] * 1e-3, rel=1e-5)  # same draw, scaled
+    with pytest.raises(Exception, match="head_init_scale must be positive"):
+        from configs.downstream_schema import validate_downstream
+        validate_downstream(compose_cfg("finetune", *FT_SMALL, "train.head_init_scale=0"))
+
+
 def test_finetune_on_a_list_of_video_files(tmp_path):
     from data import SyntheticMotionVideos
     from downstream import finetune
