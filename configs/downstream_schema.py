@@ -23,7 +23,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from configs.schema import BACKGROUNDS, DATA_NAMES, MODEL_NAMES, ConfigError, DataConfig, ModelConfig
+from configs.schema import BACKGROUNDS, DATA_NAMES, MODEL_NAMES, ConfigError, DataConfig, ModelConfig, check_reader
 
 CHECKPOINT_FORMATS = ("tats", "videomae")
 
@@ -193,6 +193,7 @@ def validate_downstream(cfg: Any) -> None:
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")
     require(cfg.data.sampling_rate > 0, f"data.sampling_rate must be positive, got {cfg.data.sampling_rate}")
     require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    check_reader(cfg.data.reader, require)
     require(cfg.data.synthetic_background in BACKGROUNDS,
             f"data.synthetic_background must be one of {BACKGROUNDS}, got {cfg.data.synthetic_background!r}")
     require(cfg.data.synthetic_clips > 0, f"data.synthetic_clips must be positive, got {cfg.data.synthetic_clips}")

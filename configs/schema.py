@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from data.synthetic import BACKGROUNDS, OBJECTS
+from data.video_io import resolve_reader
 from mae.target import LOSSES
 
 
@@ -68,6 +69,8 @@ class DataConfig:
     instead of the same synthetic_clips clips each epoch."""
     num_workers: int = 2
     """DataLoader worker processes per rank."""
+    reader: str = "auto"
+    """data=list|folder: video decoder, auto (decord where it is installed, else PyAV) | decord | pyav."""
 
 
 @dataclass
@@ -152,6 +155,14 @@ DATA_NAMES = ("synthetic", "list", "folder")
 FIXED_AGENTS = ("random", "tube")
 
 
+def check_reader(reader: str, require) -> None:
+    """``data.reader`` is a known decoder, installed here."""
+    try:
+        resolve_reader(reader)
+    except ValueError as error:
+        require(False, str(error))
+
+
 def validate(cfg: Any) -> None:
     """Check values that the schema's types cannot; raise :class:`ConfigError` naming the key."""
 
@@ -170,6 +181,7 @@ def validate(cfg: Any) -> None:
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")
     require(cfg.data.sampling_rate > 0, f"data.sampling_rate must be positive, got {cfg.data.sampling_rate}")
     require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    check_reader(cfg.data.reader, require)
     require(cfg.train.batch_size > 0, f"train.batch_size must be positive, got {cfg.train.batch_size}")
     require(cfg.train.epochs > 0, f"train.epochs must be positive, got {cfg.train.epochs}")
     require(cfg.train.update_steps_mae >= 1, f"train.update_steps_mae must be >= 1, got {cfg.train.update_steps_mae}")

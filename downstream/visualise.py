@@ -110,7 +110,8 @@ def load_clip(pretrained: Pretrained, *, video: str | None = None,
         item = dataset[synthetic]
         label = SyntheticMotionVideos.CLASSES[item["label"]]
         return item["video"][None], item["motion"], f"synthetic val clip {synthetic} ({label})"
-    frames, _ = read_clip(video, model.num_frames, data["sampling_rate"], train=False)
+    frames, _ = read_clip(video, model.num_frames, data["sampling_rate"], train=False,
+                          reader=data.get("reader", "auto"))
     return EvalClipTransform(model.img_size)(frames)[None], None, Path(video).name
 
 
@@ -319,7 +320,7 @@ def _parse_query(text: str) -> tuple[int, int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m downstream.visualise", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="a video file (any format decord reads)")
+    source.add_argument("--video", help="a video file (any format decord or PyAV reads)")
     source.add_argument("--synthetic", type=int, metavar="INDEX", help="clip INDEX of the built-in held-out data")
     parser.add_argument("--checkpoint", required=True, help="a train_joint.py checkpoint (checkpoint-latest.pt)")
     parser.add_argument("--out", required=True, help="the PNG to write")
