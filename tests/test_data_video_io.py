@@ -258,3 +258,19 @@ def test_auto_falls_back_to_pyav_where_decord_is_missing(tmp_path, monkeypatch):
         assert item["video"].shape == (3, 4, 32, 32) and item["skipped"] == 0
     finally:
         video_io.decord_available.cache_clear()
+
+
+def test_decord_is_required_only_where_it_has_wheels():
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    requirements = [Requirement(line) for line in pyproject["project"]["dependencies"]]
+    decord = next(r for r in requirements if r.name == "decord")
+    assert any(r.name == "av" and r.marker is None for r in requirements)  # PyAV everywhere
+    wheels = {("linux", "x86_64"): True, ("win32", "AMD64"): True, ("linux", "aarch64"): False,
+              ("darwin", "arm64"): False, ("darwin", "x86_64"): False}
+    for (platform, machine), required in wheels.items():
+        assert decord.marker.evaluate({"sys_platform": platform, "platform_machine": machine}) is required
