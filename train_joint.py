@@ -40,7 +40,7 @@ from mae.baselines import heldout_losses
 from mae.registry import create_model_from_config
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
-from runtime.setup import open_run_dir, run_cli, seed_everything
+from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
 
 register_configs()
 
@@ -147,9 +147,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
     def log(scalars: dict[str, float]) -> None:
-        if writer is not None:
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, step)
+        log_scalars(writer, scalars, step)
 
     # held-out score (built-in data): the MAE against the trivial predictors on fixed clips and masks
     heldout, heldout_scores = None, {}

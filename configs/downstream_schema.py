@@ -98,23 +98,31 @@ class FinetuneTrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class DownstreamConfig:
+    """What fine-tuning and linear probing share: the encoder's weights, the data, the run."""
+
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
-    train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     checkpoint: Optional[str] = None
-    """Pretrained weights; null = train from scratch (for comparisons and smoke runs)."""
+    """Pretrained weights; null = a randomly initialised encoder (fine-tuning from scratch, for comparisons
+    and smoke runs; the linear probe's chance-level baseline)."""
     checkpoint_format: str = "tats"
-    """tats (train_joint.py's checkpoint-latest.pt) | videomae (an official VideoMAE .pth, pretraining or fine-tuned layout)."""
+    """tats (train_joint.py's checkpoint-latest.pt) | videomae (an official VideoMAE .pth: the pretraining
+    layout, or for fine-tuning also the fine-tuned one)."""
     num_classes: Optional[int] = None
     """Classes of the head; None = from the data (synthetic: 8; list: the largest label + 1)."""
-    output_dir: str = "runs/finetune-${model.name}-${data.name}"
-    """Where logs (TensorBoard), the resolved config, checkpoints and metrics.json go."""
     seed: int = 0
     """Seed of every random generator (each rank adds its rank)."""
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
+
+
+@dataclass
+class FinetuneConfig(DownstreamConfig):
+    train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
+    output_dir: str = "runs/finetune-${model.name}-${data.name}"
+    """Where logs (TensorBoard), the resolved config, checkpoints and metrics.json go."""
     resume: bool = False
     """Continue the run found in output_dir from its latest checkpoint."""
 
@@ -151,23 +159,10 @@ class ProbeTrainConfig:
 
 
 @dataclass
-class LinearProbeConfig:
-    model: ModelConfig = MISSING
-    data: DataConfig = MISSING
+class LinearProbeConfig(DownstreamConfig):
     train: ProbeTrainConfig = field(default_factory=ProbeTrainConfig)
-    test: TestConfig = field(default_factory=TestConfig)
-    checkpoint: Optional[str] = None
-    """Pretrained weights; null = a randomly initialised encoder (the chance-level baseline)."""
-    checkpoint_format: str = "tats"
-    """tats (train_joint.py's checkpoint-latest.pt) | videomae (official VideoMAE pretraining .pth)."""
-    num_classes: Optional[int] = None
-    """Classes of the linear layer; None = from the data."""
     output_dir: str = "runs/linprobe-${model.name}-${data.name}"
     """Where logs, the resolved config, the probe's weights and metrics.json go."""
-    seed: int = 0
-    """Seed of every random generator."""
-    device: str = "auto"
-    """auto | cpu | cuda | cuda:N."""
 
 
 def register_downstream_configs() -> None:

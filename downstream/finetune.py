@@ -43,7 +43,7 @@ from downstream.evaluate import evaluate, make_eval_loader
 from downstream.video_aug import FinetuneClipTransform, VideoMixup
 from runtime import checkpoint
 from runtime.distributed import close_processes, init_processes
-from runtime.setup import open_run_dir, run_cli, seed_everything
+from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
 
 register_downstream_configs()
 
@@ -137,9 +137,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
     def log(scalars: dict[str, float]) -> None:
-        if writer is not None:
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, step)
+        log_scalars(writer, scalars, step)
 
     def run_eval() -> dict[str, float]:
         result = evaluate(model, eval_loader, device, amp=amp, progress=is_main)
