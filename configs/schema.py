@@ -16,7 +16,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from data.synthetic import BACKGROUNDS, OBJECTS
+from data.synthetic import BACKGROUNDS, CONTRASTS, OBJECTS
 from data.video_io import resolve_reader
 from mae.target import LOSSES
 
@@ -64,6 +64,10 @@ class DataConfig:
     CPU testbed's) | flat (one colour: only the moving objects carry anything to reconstruct)."""
     synthetic_objects: str = "striped"
     """data=synthetic: striped (two colours) | solid (one colour; the CPU testbed's)."""
+    synthetic_contrast: str = "random"
+    """data=synthetic: random (object and background colours drawn independently) | bright (the same
+    scenes with a dimmed background and lifted object colours, every object brighter than the
+    background: the CPU testbed's; docs/testbed.md says why the label needs it)."""
     synthetic_fresh: bool = False
     """data=synthetic: new clips every epoch (an endless stream, nothing to memorise; the CPU testbed's)
     instead of the same synthetic_clips clips each epoch."""
@@ -176,6 +180,8 @@ def validate(cfg: Any) -> None:
     require(cfg.model.loss in LOSSES, f"model.loss must be one of {LOSSES}, got {cfg.model.loss!r}")
     require(cfg.data.synthetic_objects in OBJECTS,
             f"data.synthetic_objects must be one of {OBJECTS}, got {cfg.data.synthetic_objects!r}")
+    require(cfg.data.synthetic_contrast in CONTRASTS,
+            f"data.synthetic_contrast must be one of {CONTRASTS}, got {cfg.data.synthetic_contrast!r}")
     require(cfg.data.synthetic_background in BACKGROUNDS,
             f"data.synthetic_background must be one of {BACKGROUNDS}, got {cfg.data.synthetic_background!r}")
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")

@@ -13,7 +13,8 @@ DATASET_NAMES = ("synthetic", "list", "folder")
 def build_dataset(name: str, *, train_list: str | None = None, root: str | None = None, num_frames: int,
                   sampling_rate: int, input_size: int, patch_size: int, tubelet_size: int, train: bool = True,
                   seed: int = 0, synthetic_clips: int = 512, synthetic_background: str = "textured",
-                  synthetic_objects: str = "striped", synthetic_fresh: bool = False, reader: str = "auto") -> Dataset:
+                  synthetic_objects: str = "striped", synthetic_contrast: str = "random",
+                  synthetic_fresh: bool = False, reader: str = "auto") -> Dataset:
     """Build the ``synthetic``, ``list`` or ``folder`` dataset.
 
     ``synthetic`` ignores ``sampling_rate``, ``train_list`` and ``root``, and draws its eval clips
@@ -42,7 +43,8 @@ def build_dataset(name: str, *, train_list: str | None = None, root: str | None 
         return SyntheticMotionVideos(synthetic_clips, num_frames=num_frames, input_size=input_size,
                                      patch_size=patch_size, tubelet_size=tubelet_size, seed=seed,
                                      split="train" if train else "val", background=synthetic_background,
-                                     objects=synthetic_objects, fresh=synthetic_fresh and train)
+                                     objects=synthetic_objects, contrast=synthetic_contrast,
+                                     fresh=synthetic_fresh and train)
     if name == "list":
         if not train_list:
             raise ValueError("data=list needs data.train_list (a file of 'path<TAB>label' lines)")

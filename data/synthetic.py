@@ -28,6 +28,9 @@ from data.transforms import normalize_clip
 SPLITS = ("train", "val", "test")
 BACKGROUNDS = ("textured", "smooth", "flat")
 OBJECTS = ("striped", "solid")
+CONTRASTS = ("random", "bright")
+# contrast="bright": the background is dimmed into [0, 89], object colours lifted into [160, 255].
+BRIGHT_BACKGROUND_SCALE, BRIGHT_OBJECT_FLOOR = 0.35, 160
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ def synthetic_style(data_config) -> dict[str, str]:
     """``background`` and ``objects`` from a run's ``data`` config (a DictConfig or a stored dict);
     runs saved before a key existed get its default."""
     get = data_config.get
-    return {"background": get("synthetic_background", "textured"), "objects": get("synthetic_objects", "striped")}
+    return {"background": get("synthetic_background", "textured"), "objects": get("synthetic_objects", "striped"),
+            "contrast": get("synthetic_contrast", "random")}
 
 
 class SyntheticMotionVideos(Dataset):
@@ -151,6 +155,10 @@ class SyntheticMotionVideos(Dataset):
     gives independent draws for one seed. ``background`` is ``textured``, ``smooth`` or ``flat``
     (see :func:`_background`); ``objects`` is ``striped`` or ``solid`` (one colour each; the
     random draws are the same, so a clip's objects, label and motion do not depend on it).
+    ``contrast`` is ``random`` (any colours: an object may be darker or brighter than what it
+    covers) or ``bright`` (the same scene with the background dimmed and the objects lifted, so
+    every object is brighter than the background: motion shows with one sign in a frame
+    difference, which a linear patch embedding can read; see docs/testbed.md).
     ``fresh=True`` draws new clips every epoch (clip ``i`` of epoch ``e`` is a function of
     ``(seed, split, i, e)``; see :meth:`set_epoch`): an endless stream that a small MAE cannot
     memorise. No augmentation (the motion ground truth stays aligned
@@ -168,7 +176,8 @@ class SyntheticMotionVideos(Dataset):
 
     def __init__(self, num_clips: int, *, num_frames: int = 16, input_size: int = 64, patch_size: int = 16,
                  tubelet_size: int = 2, seed: int = 0, max_objects: int = 3, split: str = "train",
-                 background: str = "textured", objects: str = "striped", fresh: bool = False):
+                 background: str = "textured", objects: str = "striped", contrast: str = "random",
+                 fresh: bool = False):
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         if input_size % patch_size:
@@ -183,9 +192,12 @@ class SyntheticMotionVideos(Dataset):
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
         if objects not in OBJECTS:
             raise ValueError(f"objects must be one of {OBJECTS}, got {objects!r}")
+        if contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
         self.num_clips, self.num_frames, self.input_size = num_clips, num_frames, input_size
         self.patch_size, self.tubelet_size, self.seed = patch_size, tubelet_size, seed
         self.max_objects, self.split, self.background, self.objects = max_objects, split, background, objects
+        self.contrast = contrast
         self.fresh, self.epoch = fresh, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -213,12 +225,17 @@ class SyntheticMotionVideos(Dataset):
             colours = rng.integers(0, 256, size=(2, 3))
             if self.objects == "solid":
                 colours[1] = colours[0]
+            if self.contrast == "bright":
+                colours = BRIGHT_OBJECT_FLOOR + colours * (255 - BRIGHT_OBJECT_FLOOR) // 255
             objects.append(MovingObject(
                 x=x, y=y, vx=speed * math.cos(angle), vy=-speed * math.sin(angle),  # rows grow downwards
                 radius=radius, shape=shape, colours=tuple(map(tuple, colours.tolist())),
                 stripe_angle=rng.uniform(0, math.pi), stripe_period=rng.uniform(0.05, 0.15) * size,
             ))
-        return _background(rng, size, self.background), objects, label
+        background = _background(rng, size, self.background)
+        if self.contrast == "bright":
+            background = (background * BRIGHT_BACKGROUND_SCALE).astype(np.uint8)
+        return background, objects, label
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Shapes: returns frames (T, S, S, 3) uint8, moving (T, S, S) bool, and the label."""

@@ -19,6 +19,7 @@ def test_defaults_and_groups():
     cfg = make()  # the CPU testbed (preset=cpu) and its PPO settings
     assert cfg.model.name == "micro" and cfg.data.name == "synthetic" and not cfg.model.norm_target
     assert (cfg.data.synthetic_background, cfg.data.synthetic_objects, cfg.data.synthetic_fresh) == ("smooth", "solid", True)
+    assert cfg.data.synthetic_contrast == "bright"
     assert (cfg.agent.lr, cfg.agent.objective, cfg.agent.policy_coef, cfg.agent.advantage_normalization) == (
         1e-3, "cooperative", 1.0, True)
     validate(cfg)

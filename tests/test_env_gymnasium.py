@@ -154,3 +154,17 @@ def test_tianshou_adapter_seed_seeds_the_clips_and_the_action_space():
     assert torch.equal(obs_a, obs_c) and not torch.equal(obs_a, obs_b)
     assert np.array_equal(sample_a, adapter.action_space[0].sample())
     assert len(set(adapter.seed(None))) == 1 and adapter.seed(None)[0] is not None
+
+
+def test_registered_env_follows_the_testbed_preset():
+    from envs.registration import make_mae_vector_env, testbed_settings
+
+    settings = testbed_settings()
+    assert settings["mask_ratio"] == 0.9 and settings["synthetic_contrast"] == "bright"
+    env = make_mae_vector_env(2, num_frames=4, synthetic_clips=4, mode="frozen")
+    dataset = env.clips.dataset
+    assert (dataset.background, dataset.objects, dataset.contrast) == (
+        settings["synthetic_background"], settings["synthetic_objects"], settings["synthetic_contrast"])
+    assert env.mask_ratio == settings["mask_ratio"] and env.mae.norm_target == settings["norm_target"]
+    with pytest.raises(TypeError, match="unknown setting"):
+        make_mae_vector_env(2, mask_ration=0.5)

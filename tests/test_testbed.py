@@ -130,10 +130,29 @@ def test_fresh_clips_change_with_the_epoch_only_when_asked():
     assert torch.equal(fresh[0]["video"], first)
 
 
+def test_bright_contrast_keeps_the_scene_and_puts_every_object_above_the_background():
+    kwargs = dict(input_size=32, patch_size=8, background="smooth", objects="solid")
+    plain = SyntheticMotionVideos(6, **kwargs)
+    bright = SyntheticMotionVideos(6, contrast="bright", **kwargs)
+    for i in range(6):
+        a, b = plain[i], bright[i]
+        assert a["label"] == b["label"] and torch.equal(a["motion"], b["motion"])
+        frames, moving, _ = bright.render(i)
+        assert frames[~moving].max() <= 89 < 160 <= frames[moving].min()  # 0.35 * 255 = 89.25
+        # the same colours, mapped monotonically: 160 + c * 95 // 255 and floor(0.35 * c)
+        objects = [(o.colours, p.colours) for o, p in zip(bright.scene(i)[1], plain.scene(i)[1])]
+        for lifted, original in objects:
+            assert lifted == tuple(tuple(160 + c * 95 // 255 for c in colour) for colour in original)
+        np.testing.assert_array_equal(bright.scene(i)[0], (plain.scene(i)[0] * 0.35).astype(np.uint8))
+    with pytest.raises(ValueError, match="contrast must be one of"):
+        SyntheticMotionVideos(2, contrast="dark")
+
+
 def test_synthetic_style_reads_old_and_new_configs():
-    assert synthetic_style({}) == {"background": "textured", "objects": "striped"}
-    assert synthetic_style({"synthetic_background": "smooth", "synthetic_objects": "solid"}) == {
-        "background": "smooth", "objects": "solid"}
+    assert synthetic_style({}) == {"background": "textured", "objects": "striped", "contrast": "random"}
+    assert synthetic_style({"synthetic_background": "smooth", "synthetic_objects": "solid",
+                            "synthetic_contrast": "bright"}) == {
+        "background": "smooth", "objects": "solid", "contrast": "bright"}
 
 
 def test_heldout_losses_score_a_perfect_and_a_zero_predictor():

@@ -40,7 +40,8 @@ from mae.baselines import heldout_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 # The testbed's data keys (configs/preset/cpu.yaml), for the downstream entry points, which take no preset.
-TESTBED_DATA = ["data.num_frames=16", "data.synthetic_background=smooth", "data.synthetic_objects=solid"]
+TESTBED_DATA = ["data.num_frames=16", "data.synthetic_background=smooth", "data.synthetic_objects=solid",
+                "data.synthetic_contrast=bright"]
 NUM_CLASSES = len(SyntheticMotionVideos.CLASSES)
 
 
@@ -52,10 +53,11 @@ def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch
 def run_static(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     model = mae.create_model("micro", num_frames=args.frames, norm_target=args.norm_target, pos_embed=args.pos_embed)
-    style = {"synthetic_background": args.background, "synthetic_objects": args.objects}
+    style = {"synthetic_background": args.background, "synthetic_objects": args.objects,
+             "synthetic_contrast": args.contrast}
     held = heldout_batch(model, style, args.mask_ratio, static=True, seed=args.seed)
     train = SyntheticMotionVideos(10**9, num_frames=args.frames, input_size=32, patch_size=8, seed=args.seed + 1,
-                                  background=args.background, objects=args.objects)
+                                  background=args.background, objects=args.objects, contrast=args.contrast)
     optimizer = create_optimizer_v2(model, opt="adamw", lr=args.lr, weight_decay=0.05, betas=(0.9, 0.95))
     generator = torch.Generator().manual_seed(args.seed)
     curve, step, tic = [], 0, time.perf_counter()
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     static.add_argument("--pos-embed", choices=("1d", "3d"), default="3d")
     static.add_argument("--background", choices=("smooth", "textured", "flat"), default="smooth")
     static.add_argument("--objects", choices=("solid", "striped"), default="solid")
+    static.add_argument("--contrast", choices=("bright", "random"), default="bright")
     moving = sub.add_parser("moving", help="moving clips at 0.9: MAE against trivial predictors, probes")
     moving.add_argument("--steps", type=int, default=2048, help="MAE steps of train_joint.py agent=random")
     moving.add_argument("--mask-ratio", type=float, default=0.9)
