@@ -168,3 +168,18 @@ def test_registered_env_follows_the_testbed_preset():
     assert env.mask_ratio == settings["mask_ratio"] and env.mae.norm_target == settings["norm_target"]
     with pytest.raises(TypeError, match="unknown setting"):
         make_mae_vector_env(2, mask_ration=0.5)
+
+
+def test_tianshou_collects_random_actions_from_the_k_subset_space():
+    from tianshou.data import Collector, VectorReplayBuffer
+
+    from agents.registry import build_agent
+
+    env = make_registered(mode="frozen").unwrapped
+    agent = build_agent("random", env=env)
+    buffer = VectorReplayBuffer(16, env.num_envs, ignore_obs_next=True)
+    collector = Collector(agent.policy, TianshouVectorEnv(env), buffer)
+    collector.reset()
+    stats = collector.collect(n_step=16, random=True)  # actions from action_space.sample(): all valid
+    assert stats.n_collected_episodes == 16
+    assert all(len(set(row)) == env.num_visible for row in buffer[:].act.tolist())
