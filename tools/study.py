@@ -88,7 +88,10 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
         result_file.write_text(json.dumps(row))
         return row
     ckpt = run_dir / "checkpoint-latest.pt"
-    probe_data = [*TESTBED_DATA, f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
+    contrast = f"data.synthetic_contrast={args.contrast}"
+    testbed_data = [key for key in TESTBED_DATA if not key.startswith("data.synthetic_contrast=")] + [contrast]
+    probe_data = [*testbed_data, f"data.synthetic_clips={args.probe_clips}",
+                  f"test.synthetic_clips={args.test_clips}",
                   "data.num_workers=0", f"seed={seed}"]
     row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
     if overrides is None:  # the untrained encoder's probe (no mask ratio involved)
@@ -99,7 +102,8 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
         # GRPO's batch holds B / G distinct clips: a shorter epoch keeps the random-masking phase
         # (train.mae_only_epochs = 1 epoch) at the same number of MAE steps as the other arms.
         clips = 1024 // (4 if overrides[0] == "agent=grpo" else 1)
-        run(["train_joint.py", *overrides, f"seed={seed}", f"mask_ratio={ratio}", f"train.max_steps={args.steps}",
+        run(["train_joint.py", *overrides, contrast, f"seed={seed}", f"mask_ratio={ratio}",
+             f"train.max_steps={args.steps}",
              f"train.epochs={math.ceil(args.steps / (clips // 16))}", f"data.synthetic_clips={clips}",
              "data.num_workers=0", "train.eval_every=0", "train.dump_buffer_every=0", f"output_dir={run_dir}",
              f"resume={ckpt.is_file()}"], run_dir / "train.log", threads=1)
@@ -197,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=512, help="MAE steps of every pretraining run")
     parser.add_argument("--probe-clips", type=int, default=1024, help="training clips of each linear probe")
     parser.add_argument("--test-clips", type=int, default=512, help="held-out clips each probe is scored on")
+    parser.add_argument("--contrast", choices=("bright", "random"), default="bright",
+                        help="data.synthetic_contrast of every run (random: the data of the first study)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--arms", nargs="+", help="only these rows (names as in the table)")
     parser.add_argument("--report", action="store_true",
