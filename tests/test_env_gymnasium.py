@@ -183,3 +183,15 @@ def test_tianshou_collects_random_actions_from_the_k_subset_space():
     stats = collector.collect(n_step=16, random=True)  # actions from action_space.sample(): all valid
     assert stats.n_collected_episodes == 16
     assert all(len(set(row)) == env.num_visible for row in buffer[:].act.tolist())
+
+
+def test_the_documented_example_runs():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "agents-and-environment.md").read_text()
+    section = page[page.index("## The environment in Gymnasium terms"):]
+    code = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python") + 9)]
+    namespace: dict = {}
+    exec(compile(code, "docs/agents-and-environment.md", "exec"), namespace)
+    assert namespace["reward"].shape == (8,) and namespace["terminated"].all()
+    assert isinstance(namespace["env"].unwrapped, envs.MAEVectorEnv)
