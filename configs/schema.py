@@ -16,8 +16,10 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from data.build import DATASET_NAMES
 from data.synthetic import BACKGROUNDS, CONTRASTS, OBJECTS
 from data.video_io import resolve_reader
+from mae.registry import SIZES
 from mae.target import LOSSES
 
 
@@ -154,9 +156,8 @@ def register_configs() -> None:
         store.store(group="agent", name=f"base_{name}", node=entry.config)
 
 
-MODEL_NAMES = ("micro", "tiny", "small", "base", "large")
-DATA_NAMES = ("synthetic", "list", "folder")
-FIXED_AGENTS = ("random", "tube")
+MODEL_NAMES = tuple(SIZES)  # one source each: the model registry, the dataset dispatcher
+DATA_NAMES = DATASET_NAMES
 
 
 def check_reader(reader: str, require) -> None:
