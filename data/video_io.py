@@ -181,7 +181,9 @@ def _pyav_decode(path: str, unique: np.ndarray, length: int) -> np.ndarray:
     wanted, frames, last = set(unique.tolist()), {}, None
     try:
         with av.open(path) as container:
-            for position, frame in enumerate(container.decode(video=0)):
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1  # parallelism comes from DataLoader workers
+            for position, frame in enumerate(container.decode(stream)):
                 last = (position, frame)
                 if position in wanted:
                     frames[position] = frame.to_ndarray(format="rgb24")
