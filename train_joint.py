@@ -40,7 +40,7 @@ from mae.registry import create_model_from_config
 from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
 from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
-from runtime.setup import open_run_dir, run_cli, seed_everything
+from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
 
 register_configs()
 
@@ -85,7 +85,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
         tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips,
         synthetic_background=cfg.data.synthetic_background, synthetic_objects=cfg.data.synthetic_objects,
-        synthetic_contrast=cfg.data.synthetic_contrast, synthetic_fresh=cfg.data.synthetic_fresh)
+        synthetic_contrast=cfg.data.synthetic_contrast, synthetic_fresh=cfg.data.synthetic_fresh,
+        reader=cfg.data.reader)
     agent_group_size = int(cfg.agent.get("group_size", 1))
     if cfg.train.batch_size % agent_group_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
@@ -145,9 +146,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
     def log(scalars: dict[str, float]) -> None:
-        if writer is not None:
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, step)
+        log_scalars(writer, scalars, step)
 
     # held-out score (built-in data): the MAE against the trivial predictors on fixed clips and masks
     heldout, heldout_scores = None, {}

@@ -23,7 +23,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from configs.schema import BACKGROUNDS, DATA_NAMES, MODEL_NAMES, ConfigError, DataConfig, ModelConfig
+from configs.schema import BACKGROUNDS, DATA_NAMES, MODEL_NAMES, ConfigError, DataConfig, ModelConfig, check_reader
 
 CHECKPOINT_FORMATS = ("tats", "videomae")
 
@@ -107,23 +107,31 @@ class FinetuneTrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class DownstreamConfig:
+    """What fine-tuning and linear probing share: the encoder's weights, the data, the run."""
+
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
-    train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     checkpoint: Optional[str] = None
-    """Pretrained weights; null = train from scratch (for comparisons and smoke runs)."""
+    """Pretrained weights; null = a randomly initialised encoder (fine-tuning from scratch, for comparisons
+    and smoke runs; the linear probe's chance-level baseline)."""
     checkpoint_format: str = "tats"
-    """tats (train_joint.py's checkpoint-latest.pt) | videomae (an official VideoMAE .pth, pretraining or fine-tuned layout)."""
+    """tats (train_joint.py's checkpoint-latest.pt) | videomae (an official VideoMAE .pth: the pretraining
+    layout, or for fine-tuning also the fine-tuned one)."""
     num_classes: Optional[int] = None
     """Classes of the head; None = from the data (synthetic: 8; list: the largest label + 1)."""
-    output_dir: str = "runs/finetune-${model.name}-${data.name}"
-    """Where logs (TensorBoard), the resolved config, checkpoints and metrics.json go."""
     seed: int = 0
     """Seed of every random generator (each rank adds its rank)."""
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
+
+
+@dataclass
+class FinetuneConfig(DownstreamConfig):
+    train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
+    output_dir: str = "runs/finetune-${model.name}-${data.name}"
+    """Where logs (TensorBoard), the resolved config, checkpoints and metrics.json go."""
     resume: bool = False
     """Continue the run found in output_dir from its latest checkpoint."""
 
@@ -166,23 +174,10 @@ class ProbeTrainConfig:
 
 
 @dataclass
-class LinearProbeConfig:
-    model: ModelConfig = MISSING
-    data: DataConfig = MISSING
+class LinearProbeConfig(DownstreamConfig):
     train: ProbeTrainConfig = field(default_factory=ProbeTrainConfig)
-    test: TestConfig = field(default_factory=TestConfig)
-    checkpoint: Optional[str] = None
-    """Pretrained weights; null = a randomly initialised encoder (the chance-level baseline)."""
-    checkpoint_format: str = "tats"
-    """tats (train_joint.py's checkpoint-latest.pt) | videomae (official VideoMAE pretraining .pth)."""
-    num_classes: Optional[int] = None
-    """Classes of the linear layer; None = from the data."""
     output_dir: str = "runs/linprobe-${model.name}-${data.name}"
     """Where logs, the resolved config, the probe's weights and metrics.json go."""
-    seed: int = 0
-    """Seed of every random generator."""
-    device: str = "auto"
-    """auto | cpu | cuda | cuda:N."""
 
 
 def register_downstream_configs() -> None:
@@ -208,6 +203,7 @@ def validate_downstream(cfg: Any) -> None:
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")
     require(cfg.data.sampling_rate > 0, f"data.sampling_rate must be positive, got {cfg.data.sampling_rate}")
     require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    check_reader(cfg.data.reader, require)
     require(cfg.data.synthetic_background in BACKGROUNDS,
             f"data.synthetic_background must be one of {BACKGROUNDS}, got {cfg.data.synthetic_background!r}")
     require(cfg.data.synthetic_clips > 0, f"data.synthetic_clips must be positive, got {cfg.data.synthetic_clips}")

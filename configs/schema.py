@@ -16,7 +16,10 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from data.build import DATASET_NAMES
 from data.synthetic import BACKGROUNDS, CONTRASTS, OBJECTS
+from data.video_io import resolve_reader
+from mae.registry import SIZES
 from mae.target import LOSSES
 
 
@@ -72,6 +75,8 @@ class DataConfig:
     instead of the same synthetic_clips clips each epoch."""
     num_workers: int = 2
     """DataLoader worker processes per rank."""
+    reader: str = "auto"
+    """data=list|folder: video decoder, auto (decord where it is installed, else PyAV) | decord | pyav."""
 
 
 @dataclass
@@ -159,9 +164,16 @@ def register_configs() -> None:
         store.store(group="agent", name=f"base_{name}", node=entry.config)
 
 
-MODEL_NAMES = ("micro", "tiny", "small", "base", "large")
-DATA_NAMES = ("synthetic", "list", "folder")
-FIXED_AGENTS = ("random", "tube")
+MODEL_NAMES = tuple(SIZES)  # one source each: the model registry, the dataset dispatcher
+DATA_NAMES = DATASET_NAMES
+
+
+def check_reader(reader: str, require) -> None:
+    """``data.reader`` is a known decoder, installed here."""
+    try:
+        resolve_reader(reader)
+    except ValueError as error:
+        require(False, str(error))
 
 
 def validate(cfg: Any) -> None:
@@ -184,6 +196,7 @@ def validate(cfg: Any) -> None:
     require(cfg.data.num_frames > 0, f"data.num_frames must be positive, got {cfg.data.num_frames}")
     require(cfg.data.sampling_rate > 0, f"data.sampling_rate must be positive, got {cfg.data.sampling_rate}")
     require(cfg.data.num_workers >= 0, f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    check_reader(cfg.data.reader, require)
     require(cfg.train.batch_size > 0, f"train.batch_size must be positive, got {cfg.train.batch_size}")
     require(cfg.train.epochs > 0, f"train.epochs must be positive, got {cfg.train.epochs}")
     require(cfg.train.update_steps_mae >= 1, f"train.update_steps_mae must be >= 1, got {cfg.train.update_steps_mae}")

@@ -1,4 +1,4 @@
-"""Video data for TATS: a procedural motion dataset and decord-backed list/folder datasets.
+"""Video data for TATS: a procedural motion dataset and list/folder datasets read with decord or PyAV.
 
 Every item is a dict with ``video`` (3, T, H, W) float32 ImageNet-normalised, ``label`` int (-1
 when unlabelled), ``index`` int and ``skipped`` int; synthetic items add ``motion`` (N,) bool.
@@ -9,11 +9,11 @@ from data.synthetic import MovingObject, SyntheticMotionVideos, render_clip, tok
 from data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalClipTransform, TrainClipTransform, normalize_clip
 from data.video_dataset import (UnreadableVideoWarning, VideoFolderDataset, VideoListDataset, parse_list_file,
                                 unreadable_videos)
-from data.video_io import VideoReadError, read_clip, sample_frame_indices
+from data.video_io import READERS, VideoReadError, read_clip, read_frames, sample_frame_indices
 
 __all__ = [
     "DATASET_NAMES", "build_dataset", "MovingObject", "SyntheticMotionVideos", "render_clip", "token_motion",
     "IMAGENET_MEAN", "IMAGENET_STD", "EvalClipTransform", "TrainClipTransform", "normalize_clip",
     "UnreadableVideoWarning", "VideoFolderDataset", "VideoListDataset", "parse_list_file", "unreadable_videos",
-    "VideoReadError", "read_clip", "sample_frame_indices",
+    "READERS", "VideoReadError", "read_clip", "read_frames", "sample_frame_indices",
 ]

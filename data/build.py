@@ -14,12 +14,13 @@ def build_dataset(name: str, *, train_list: str | None = None, root: str | None 
                   sampling_rate: int, input_size: int, patch_size: int, tubelet_size: int, train: bool = True,
                   seed: int = 0, synthetic_clips: int = 512, synthetic_background: str = "textured",
                   synthetic_objects: str = "striped", synthetic_contrast: str = "random",
-                  synthetic_fresh: bool = False) -> Dataset:
+                  synthetic_fresh: bool = False, reader: str = "auto") -> Dataset:
     """Build the ``synthetic``, ``list`` or ``folder`` dataset.
 
     ``synthetic`` ignores ``sampling_rate``, ``train_list`` and ``root``, and draws its eval clips
     from a split disjoint from its train clips. ``list`` reads ``train_list`` (relative paths
-    joined to ``root`` when given); ``folder`` reads every video under ``root``.
+    joined to ``root`` when given); ``folder`` reads every video under ``root``; both decode with
+    ``reader`` (``auto``, ``decord`` or ``pyav``, see :func:`data.video_io.resolve_reader`).
 
     Raises:
         ValueError: an unknown name, a missing argument, or sizes that do not tile into tokens.
@@ -34,7 +35,8 @@ def build_dataset(name: str, *, train_list: str | None = None, root: str | None 
         raise ValueError(f"data.input_size ({input_size}) must be a multiple of data.patch_size ({patch_size})")
     if num_frames % tubelet_size:
         raise ValueError(f"data.num_frames ({num_frames}) must be a multiple of data.tubelet_size ({tubelet_size})")
-    clip = dict(num_frames=num_frames, sampling_rate=sampling_rate, input_size=input_size, train=train, seed=seed)
+    clip = dict(num_frames=num_frames, sampling_rate=sampling_rate, input_size=input_size, train=train, seed=seed,
+                reader=reader)
     if name == "synthetic":
         if not isinstance(synthetic_clips, int) or synthetic_clips < 1:
             raise ValueError(f"data.synthetic_clips must be a positive int, got {synthetic_clips!r}")

@@ -1,4 +1,4 @@
-"""Video datasets read with decord: from a list file or from a folder.
+"""Video datasets read with decord or PyAV (``reader``): from a list file or from a folder.
 
 Bad input never stops a run and never passes silently: an unreadable video is reported once
 per process (an ``UnreadableVideoWarning`` naming the file and the reason), remembered, and
@@ -115,14 +115,14 @@ class _VideoClipDataset(Dataset):
     """
 
     def __init__(self, videos: list[tuple[str, int]], source: str, *, num_frames: int, sampling_rate: int,
-                 input_size: int, train: bool = True, seed: int = 0):
+                 input_size: int, train: bool = True, seed: int = 0, reader: str = "auto"):
         for name, value in (("num_frames", num_frames), ("sampling_rate", sampling_rate),
                             ("input_size", input_size)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.videos, self.source = videos, source
         self.num_frames, self.sampling_rate, self.input_size = num_frames, sampling_rate, input_size
-        self.train, self.seed = train, seed
+        self.train, self.seed, self.reader = train, seed, reader
         self.transform = TrainClipTransform(input_size) if train else EvalClipTransform(input_size)
         self.epoch: int | None = None  # set by set_epoch
         self._fetch_counts: dict[int, int] = {}
@@ -159,7 +159,7 @@ class _VideoClipDataset(Dataset):
                 continue
             try:
                 frames, _ = read_clip(path, self.num_frames, self.sampling_rate, train=self.train,
-                                      generator=generator)
+                                      generator=generator, reader=self.reader)
             except VideoReadError as error:
                 _remember_unreadable(error)
                 skipped += 1
@@ -175,17 +175,17 @@ class VideoListDataset(_VideoClipDataset):
     """Labelled clips listed in a text file (see ``parse_list_file``)."""
 
     def __init__(self, list_file: str | os.PathLike, *, root: str | os.PathLike | None = None, num_frames: int,
-                 sampling_rate: int, input_size: int, train: bool = True, seed: int = 0):
+                 sampling_rate: int, input_size: int, train: bool = True, seed: int = 0, reader: str = "auto"):
         super().__init__(parse_list_file(list_file, root), f"list file {os.fspath(list_file)}",
                          num_frames=num_frames, sampling_rate=sampling_rate, input_size=input_size,
-                         train=train, seed=seed)
+                         train=train, seed=seed, reader=reader)
 
 
 class VideoFolderDataset(_VideoClipDataset):
     """Every video under a folder (recursive, sorted by path), unlabelled: ``label`` is -1."""
 
     def __init__(self, root: str | os.PathLike, *, num_frames: int, sampling_rate: int, input_size: int,
-                 train: bool = True, seed: int = 0):
+                 train: bool = True, seed: int = 0, reader: str = "auto"):
         super().__init__([(path, -1) for path in find_videos(root)], f"folder {os.fspath(root)}",
                          num_frames=num_frames, sampling_rate=sampling_rate, input_size=input_size,
-                         train=train, seed=seed)
+                         train=train, seed=seed, reader=reader)

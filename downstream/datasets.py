@@ -73,7 +73,7 @@ def train_dataset(cfg: Any, *, input_size: int, patch_size: int, tubelet_size: i
         return source if transform is None else TransformedSynthetic(source, transform, seed=cfg.seed)
     dataset = VideoListDataset(cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
                                sampling_rate=cfg.data.sampling_rate, input_size=input_size,
-                               train=transform is not None, seed=cfg.seed)
+                               train=transform is not None, seed=cfg.seed, reader=cfg.data.reader)
     if transform is not None:
         dataset.transform = transform  # random window and skipping from the dataset, the rest from us
     return dataset
@@ -87,7 +87,8 @@ def eval_dataset(cfg: Any, *, input_size: int, patch_size: int, tubelet_size: in
     else:
         source = parse_list_file(cfg.test.list, cfg.data.root)
     return MultiViewDataset(source, num_frames=cfg.data.num_frames, sampling_rate=cfg.data.sampling_rate,
-                            input_size=input_size, num_clips=cfg.test.num_clips, num_crops=cfg.test.num_crops)
+                            input_size=input_size, num_clips=cfg.test.num_clips, num_crops=cfg.test.num_crops,
+                            reader=cfg.data.reader)
 
 
 def infer_num_classes(cfg: Any) -> int:

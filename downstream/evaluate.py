@@ -24,7 +24,6 @@ a warning and counted in ``EvalResult.skipped``; accuracies are over the videos 
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from data.synthetic import SyntheticMotionVideos
 from data.transforms import normalize_clip
 from data.video_dataset import UnreadableVideoWarning
-from data.video_io import VideoReadError, clip_span
+from data.video_io import VideoReadError, clip_span, read_frames
 from downstream.video_aug import resize_frames
 
 
@@ -96,8 +95,9 @@ def spatial_views(frames: np.ndarray | torch.Tensor, input_size: int, num_crops:
     return torch.stack(crops)
 
 
-def read_windows(path: str, num_frames: int, sampling_rate: int, num_clips: int) -> np.ndarray:
-    """Decode the temporal views of a video file with decord, each frame once.
+def read_windows(path: str, num_frames: int, sampling_rate: int, num_clips: int, *,
+                 reader: str = "auto") -> np.ndarray:
+    """Decode the temporal views of a video file, each frame once (``reader``: see :func:`data.video_io.read_frames`).
 
     Raises:
         VideoReadError: missing file, not a video, no frames, or a decode failure.
@@ -105,29 +105,9 @@ def read_windows(path: str, num_frames: int, sampling_rate: int, num_clips: int)
     Shapes:
         returns ``(W, num_frames, H, W_px, 3)`` uint8.
     """
-    import decord
-
-    from data.video_io import _decoder_message  # the project's one formatting of decord's errors
-
-    if not os.path.isfile(path):
-        raise VideoReadError(path, "no such file")
-    try:
-        reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
-        length = len(reader)
-    except Exception as error:
-        raise VideoReadError(path, f"cannot open as a video ({_decoder_message(error)})") from error
-    if length < 1:
-        raise VideoReadError(path, "video has no frames")
-    indices = window_indices(length, num_frames, sampling_rate, num_clips)
-    unique, inverse = np.unique(indices, return_inverse=True)
-    try:
-        frames = reader.get_batch(unique.tolist()).asnumpy()
-    except Exception as error:
-        raise VideoReadError(path, f"decoding frames {unique.min()}..{unique.max()} of {length} failed "
-                                   f"({_decoder_message(error)})") from error
-    finally:
-        del reader
-    return frames[inverse.reshape(indices.shape)]
+    frames, _ = read_frames(path, lambda length: window_indices(length, num_frames, sampling_rate, num_clips),
+                            reader=reader)
+    return frames
 
 
 class MultiViewDataset(Dataset):
@@ -135,14 +115,15 @@ class MultiViewDataset(Dataset):
 
     :param source: a :class:`data.SyntheticMotionVideos` (its clip is one window, frames
         consecutive) or a list of ``(path, label)`` (e.g. :func:`data.parse_list_file`).
+    :param reader: video decoder for a list, ``auto``, ``decord`` or ``pyav`` (``data.reader``).
 
     Items: ``views`` ``(V, 3, T, S, S)`` float32 (V = 0 when the video is unreadable),
     ``label`` int, ``index`` int, ``skipped`` 0 or 1.
     """
 
     def __init__(self, source: SyntheticMotionVideos | list[tuple[str, int]], *, num_frames: int,
-                 sampling_rate: int, input_size: int, num_clips: int, num_crops: int):
-        self.source = source
+                 sampling_rate: int, input_size: int, num_clips: int, num_crops: int, reader: str = "auto"):
+        self.source, self.reader = source, reader
         self.num_frames, self.sampling_rate, self.input_size = num_frames, sampling_rate, input_size
         self.num_clips, self.num_crops = num_clips, num_crops
 
@@ -156,7 +137,8 @@ class MultiViewDataset(Dataset):
         else:
             path, label = self.source[index]
             try:
-                windows = read_windows(path, self.num_frames, self.sampling_rate, self.num_clips)
+                windows = read_windows(path, self.num_frames, self.sampling_rate, self.num_clips,
+                                       reader=self.reader)
             except VideoReadError as error:
                 warnings.warn(f"evaluation skips unreadable video {error.path}: {error.reason}",
                               UnreadableVideoWarning, stacklevel=2)

@@ -41,7 +41,7 @@ from downstream.video_aug import FinetuneClipTransform, VideoMixup
 from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
 from runtime.lr_schedule import build_schedule, learning_rates
-from runtime.setup import open_run_dir, run_cli, seed_everything
+from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
 
 register_downstream_configs()
 
@@ -133,9 +133,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
     def log(scalars: dict[str, float]) -> None:
-        if writer is not None:
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, step)
+        log_scalars(writer, scalars, step)
 
     def run_eval() -> dict[str, float]:
         result = evaluate(model, eval_loader, device, amp=amp, progress=is_main)

@@ -40,7 +40,7 @@ from mae.model import VideoMAEEncoder
 from runtime import checkpoint
 from runtime.lr_schedule import build_schedule, learning_rates
 from runtime.distributed import init_processes
-from runtime.setup import run_cli, save_resolved_config, seed_everything
+from runtime.setup import log_scalars, run_cli, save_resolved_config, seed_everything
 
 register_downstream_configs()
 
@@ -164,8 +164,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             last = {"probe/loss": loss.item(), "probe/lr": optimizer.param_groups[0]["lr"],
                     "probe/train_top1": 100.0 * float((logits.argmax(1) == targets).float().mean())}
             if step % cfg.train.log_every == 0 or step == total_steps:
-                for key, value in last.items():
-                    writer.add_scalar(key, value, step)
+                log_scalars(writer, last, step)
             progress.update(1)
             progress.set_postfix(loss=f"{last['probe/loss']:.4f}")
             if step >= total_steps:
@@ -179,8 +178,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                    num_workers=cfg.data.num_workers)
     result = evaluate(probe, eval_loader, device, progress=True)
     scalars = {**result.scalars(), "eval/views_per_video": result.views_per_video}
-    for key, value in scalars.items():
-        writer.add_scalar(key, value, step)
+    log_scalars(writer, scalars, step)
     writer.close()
     checkpoint.save_atomic(dict(norm=probe.norm.state_dict(), head=probe.head.state_dict(), step=step,
                                 num_classes=num_classes, config=OmegaConf.to_container(cfg, resolve=True)),

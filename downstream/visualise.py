@@ -43,9 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from einops import rearrange  # noqa: E402
-from gymnasium import spaces  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
 import mae  # noqa: E402
 from agents.distributions import PlackettLuce  # noqa: E402
@@ -53,6 +51,8 @@ from agents.registry import build_agent  # noqa: E402
 from data import EvalClipTransform, SyntheticMotionVideos, VideoReadError, read_clip  # noqa: E402
 from data.synthetic import synthetic_style  # noqa: E402
 from downstream.attention_maps import actor_attention  # noqa: E402
+from downstream.drawing import dim_masked, to_pixels  # noqa: E402
+from envs.spaces import token_spaces  # noqa: E402
 from mae.classifier import CheckpointMismatchError  # noqa: E402
 from mae.registry import create_model_from_config  # noqa: E402
 from runtime import checkpoint  # noqa: E402
@@ -90,10 +90,10 @@ def load_pretrained(path: str | Path) -> Pretrained:
 def agent_environment(model: mae.PretrainVideoMAE, mask_ratio: float, *, group_size: int = 1) -> SimpleNamespace:
     """What an agent reads off its environment (:meth:`agents.algorithms.common.EnvSpec.from_env`), without one."""
     num_tokens, num_visible = model.num_tokens, mae.num_visible(model.num_tokens, mask_ratio)
+    observation_space, action_space = token_spaces(num_tokens, num_visible, model.embed_dim)
     return SimpleNamespace(
         num_tokens=num_tokens, num_visible=num_visible, mask_ratio=mask_ratio, mae=model, group_size=group_size,
-        single_observation_space=spaces.Box(-np.inf, np.inf, (num_tokens, model.embed_dim), np.float32),
-        single_action_space=spaces.MultiDiscrete([num_tokens] * num_visible))
+        single_observation_space=observation_space, single_action_space=action_space)
 
 
 def load_clip(pretrained: Pretrained, *, video: str | None = None,
@@ -110,15 +110,9 @@ def load_clip(pretrained: Pretrained, *, video: str | None = None,
         item = dataset[synthetic]
         label = SyntheticMotionVideos.CLASSES[item["label"]]
         return item["video"][None], item["motion"], f"synthetic val clip {synthetic} ({label})"
-    frames, _ = read_clip(video, model.num_frames, data["sampling_rate"], train=False)
+    frames, _ = read_clip(video, model.num_frames, data["sampling_rate"], train=False,
+                          reader=data.get("reader", "auto"))
     return EvalClipTransform(model.img_size)(frames)[None], None, Path(video).name
-
-
-def to_pixels(video: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised ``(B, 3, T, H, W)`` -> pixels in [0, 1]."""
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1, 1)
-    return video.float() * std + mean
 
 
 @torch.no_grad()
@@ -180,15 +174,6 @@ class Visualisation:
     title: str = ""
 
 
-def _dimmed(frames: np.ndarray, visible: torch.Tensor, grid: tuple[int, int, int], tubelet: int) -> np.ndarray:
-    """Frames with masked tokens dimmed to a quarter over grey. Shapes: ``(T, H, W, 3)``."""
-    t, h, w = grid
-    keep = visible.reshape(t, h, w).numpy().astype(np.float32)
-    size = frames.shape[1] // h
-    keep = keep.repeat(tubelet, 0).repeat(size, 1).repeat(size, 2)[..., None]
-    return frames * (0.25 + 0.75 * keep) + 0.35 * (1 - keep)
-
-
 def build_visualisation(pretrained: Pretrained, video: torch.Tensor, *, motion: torch.Tensor | None = None,
                         compare: str | None = None, query: tuple[int, int, int] | None = None,
                         deterministic: bool = False, seed: int = 0, title: str = "") -> Visualisation:
@@ -202,7 +187,7 @@ def build_visualisation(pretrained: Pretrained, video: torch.Tensor, *, motion: 
     agent_name = pretrained.config["agent"]["name"]
     rows = [
         Row("input", "image", pixels=frames),
-        Row(f"visible ({agent_name})", "image", pixels=_dimmed(frames, visible[0], grid, tubelet)),
+        Row(f"visible ({agent_name})", "image", pixels=dim_masked(frames, visible[0], grid, tubelet)),
         Row(f"reconstruction\nL_R = {loss:.3f}", "image", pixels=rearrange(recon[0], "c t h w -> t h w c").numpy()),
         Row(f"error (masked)\n{np.nanmin(error_map):.2f}-{np.nanmax(error_map):.2f}", "heat", pixels=frames,
             heat=error_map.reshape(grid), vmin=None),
@@ -219,7 +204,7 @@ def build_visualisation(pretrained: Pretrained, video: torch.Tensor, *, motion: 
                  else mae.tube_mask(1, grid, ratio, generator=generator))
         _, _, other_loss = reconstruct(model, video, other)
         rows.append(Row(f"visible ({compare})\nL_R = {other_loss:.3f}", "image",
-                        pixels=_dimmed(frames, other[0], grid, tubelet)))
+                        pixels=dim_masked(frames, other[0], grid, tubelet)))
     if query is not None:
         rows.append(_attention_row(pretrained, video, query, frames))
     return Visualisation(frames=frames, rows=rows, grid=grid, tubelet=tubelet, title=title)
@@ -335,7 +320,7 @@ def _parse_query(text: str) -> tuple[int, int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m downstream.visualise", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", help="a video file (any format decord reads)")
+    source.add_argument("--video", help="a video file (any format decord or PyAV reads)")
     source.add_argument("--synthetic", type=int, metavar="INDEX", help="clip INDEX of the built-in held-out data")
     parser.add_argument("--checkpoint", required=True, help="a train_joint.py checkpoint (checkpoint-latest.pt)")
     parser.add_argument("--out", required=True, help="the PNG to write")

@@ -2,10 +2,13 @@
 
 One ``step()`` handles all ``num_envs`` clips at once:
 
-    obs      X (B, N, D): token embeddings of each clip (detached, on the training device)
-    action   (B, K) visible token indices per clip, in draw order (MultiDiscrete([N] * K))
+    obs      X (B, N, D): token embeddings of each clip, a torch tensor (detached, on the
+             training device; the space is a :class:`envs.spaces.TensorBox`)
+    action   (B, K) distinct visible token indices per clip, in draw order
+             (:class:`envs.spaces.KSubset`, a ``MultiDiscrete([N] * K)`` without duplicates)
     reward   (B,) L_R of each clip: MSE on its masked tokens (Eq. 6), always +L_R
     done     every episode is one step: terminated; the next clips are the next observation
+    info     numpy arrays with Gymnasium's ``_key`` masks (see :class:`MAEVectorEnv`)
 
 In ``"train"`` mode a step is one MAE optimisation step (Algorithm 1 line 11: the MAE in
 train mode, gradients on even when the caller collects under ``torch.no_grad()``); in
@@ -24,13 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import nn
 
 from envs.clip_source import ClipSource
 from envs.mae_optimizer import MAEOptimizer
+from envs.spaces import token_spaces
 from mae import PretrainVideoMAE, indices_to_mask, num_visible
 
 MODES = ("train", "frozen")
@@ -72,17 +75,26 @@ class MAEVectorEnv(VectorEnv):
     :param group_size: copies of each clip per step (GRPO groups); 1 = no groups.
     :param group_update: ``"all"`` or ``"first"`` copies update the MAE (train mode).
     :param amp: bf16 autocast of the MAE forward on CUDA (the loss stays fp32).
+    :param render_mode: None or ``"rgb_array"``: :meth:`render` draws each clip's mask.
 
     ``info`` from ``reset`` and ``step`` has the same keys (Tianshou writes reset infos into
-    the step's slots): ``token_error`` (B, N) float (0 at visible tokens, and before the first
-    step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group`` (B,) int64.
+    the step's slots), each a numpy array over the B clips with its Gymnasium mask ``_key``
+    (all True: every clip has every key), so ``gymnasium.wrappers.vector.DictInfoToList``
+    splits it per clip: ``token_error`` (B, N) float32 (0 at visible tokens, and before the
+    first step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group`` (B,) int64. A
+    step's info describes the clips just acted on (the episodes that ended), a reset's the
+    clips now waiting.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"]}
 
     def __init__(self, mae: PretrainVideoMAE, clips: ClipSource, *, mask_ratio: float,
                  optimizer: MAEOptimizer | None = None, forward_module: nn.Module | None = None,
-                 mode: str = "train", group_size: int = 1, group_update: str = "all", amp: bool = True):
+                 mode: str = "train", group_size: int = 1, group_update: str = "all", amp: bool = True,
+                 render_mode: str | None = None):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
         if group_update not in GROUP_UPDATES:
             raise ValueError(f"group_update must be one of {GROUP_UPDATES}, got {group_update!r}")
         if group_size < 1:
@@ -97,9 +109,8 @@ class MAEVectorEnv(VectorEnv):
         self.amp = amp and self.device.type == "cuda"
         self.set_mode(mode)
 
-        dim = mae.embed_dim
-        self.single_observation_space = spaces.Box(-np.inf, np.inf, (self.num_tokens, dim), np.float32)
-        self.single_action_space = spaces.MultiDiscrete([self.num_tokens] * self.num_visible)
+        self.single_observation_space, self.single_action_space = token_spaces(
+            self.num_tokens, self.num_visible, mae.embed_dim, self.device)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
@@ -107,6 +118,7 @@ class MAEVectorEnv(VectorEnv):
         self.skipped_videos = 0
         self._groups_emitted = 0
         self._batch: dict[str, Any] | None = None
+        self._rendered: tuple[torch.Tensor, torch.Tensor] | None = None  # (video, visible) of the last step
         self._clips_state = clips.state_dict()
 
     # ---- modes
@@ -122,6 +134,7 @@ class MAEVectorEnv(VectorEnv):
         super().reset(seed=seed)
         if seed is not None:
             self.clips.seed(seed)
+        self._rendered = None
         self._load_next_batch()
         return self.observation, self.reset_info()
 
@@ -145,6 +158,8 @@ class MAEVectorEnv(VectorEnv):
         self.last_stats = {**self.last_stats, "loss": float(reward.mean())}
         if self._batch["motion"] is not None:  # built-in data: which tokens a moving object covers
             self.last_stats["motion_enrichment"] = motion_enrichment(visible, self._batch["motion"])[0]
+        if self.render_mode is not None:
+            self._rendered = (video, visible)
         self._load_next_batch()
         terminated = np.ones(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -210,13 +225,34 @@ class MAEVectorEnv(VectorEnv):
 
     def reset_info(self) -> dict[str, Any]:
         """Info of the clips now waiting for an action: no error, no visible token yet."""
-        zeros = torch.zeros(self.num_envs, self.num_tokens, device=self.device)
-        return self._info(zeros, zeros.bool())
+        zeros = np.zeros((self.num_envs, self.num_tokens), dtype=np.float32)
+        return self._info(zeros, zeros.astype(bool))
 
-    def _info(self, token_error: torch.Tensor, visible: torch.Tensor) -> dict[str, Any]:
-        return {"token_error": token_error, "visible": visible,
-                "clip_index": self._batch["clip_index"], "label": self._batch["label"],
-                "group": self._batch["group"]}
+    def _info(self, token_error: torch.Tensor | np.ndarray, visible: torch.Tensor | np.ndarray) -> dict[str, Any]:
+        """Gymnasium's vector layout: ``{key: (B, ...) array, "_key": (B,) bool}``."""
+        values = {"token_error": _numpy(token_error).astype(np.float32, copy=False), "visible": _numpy(visible),
+                  "clip_index": self._batch["clip_index"], "label": self._batch["label"],
+                  "group": self._batch["group"]}
+        every_clip = np.ones(self.num_envs, dtype=bool)
+        return {**values, **{f"_{key}": every_clip for key in values}}
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """``render_mode="rgb_array"``: per clip an ``(H, T' * W, 3)`` uint8 image, the first frame
+        of each tubelet step side by side with the masked tokens dimmed (as
+        ``python -m downstream.visualise`` draws its "visible" row). After a step these are the
+        clips just acted on and their masks; before the first step, the waiting clips, all visible.
+        None when ``render_mode`` is None."""
+        if self.render_mode is None or self._batch is None:
+            return None
+        from downstream.drawing import mask_strip  # drawing code shared with the visualiser
+
+        if self._rendered is not None:
+            video, visible = self._rendered
+        else:
+            video = self._batch["video"]
+            visible = torch.ones(self.num_envs, self.num_tokens, dtype=torch.bool)
+        grid, tubelet = self.mae.grid, self.mae.tubelet_size
+        return tuple(mask_strip(video[i], visible[i], grid, tubelet) for i in range(self.num_envs))
 
     @property
     def epoch(self) -> int:
@@ -230,3 +266,7 @@ class MAEVectorEnv(VectorEnv):
     def load_state_dict(self, state: dict) -> None:
         self.clips.load_state_dict(state["clips"])
         self.skipped_videos, self._groups_emitted = state["skipped_videos"], state["groups_emitted"]
+
+
+def _numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
+    return array.detach().cpu().numpy() if torch.is_tensor(array) else np.asarray(array)

@@ -12,7 +12,8 @@ Pitfalls handled (see the project's notes on Tianshou 2.0):
   into its copy of ``obs_next`` in place, which fails if both share storage;
 - observations stay torch tensors on the env's device; rewards and flags are numpy;
 - the Collector wants infos as an object array of per-env dicts (it indexes and assigns
-  them by env id), with the same keys for reset and step.
+  them by env id), with the same keys for reset and step; Gymnasium's ``_key`` masks (all
+  True here) are dropped, so the buffer holds ``info.token_error``, ``info.visible``, ...
 """
 
 from __future__ import annotations
@@ -67,15 +68,26 @@ class TianshouVectorEnv:
     def close(self) -> None:
         self.env.close()
 
-    def seed(self, seed=None):
+    def seed(self, seed: int | None = None) -> list[int]:
+        """Seed the clip stream (it restarts at epoch 0 and the env loads its first batch) and the
+        action spaces' ``sample()``; ``None`` draws a fresh seed. Returns the seed used for each
+        env, as Tianshou's vector envs do."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self.env.reset(seed=seed)
+        self.env.action_space.seed(seed)
+        self.env.single_action_space.seed(seed)
         return [seed] * self.env.num_envs
 
-    def render(self, **kwargs):
-        return None
+    def render(self, **kwargs) -> list | None:
+        """The env's frames (one per clip, ``render_mode="rgb_array"``), or None."""
+        frames = self.env.render()
+        return None if frames is None else list(frames)
 
 
 def _per_env(info: dict[str, Any]) -> np.ndarray:
-    """``{key: (B, ...)}`` -> object array of B dicts (views, no copies of the tensors)."""
+    """``{key: (B, ...)}`` -> object array of B dicts (views, no copies), without Gymnasium's ``_key`` masks."""
+    info = {key: value for key, value in info.items() if not key.startswith("_")}
     array = np.empty(len(next(iter(info.values()))), dtype=object)
     array[:] = Batch(info).to_list_of_dicts()
     return array

@@ -50,29 +50,19 @@ def _build(size: str, pretrained: bool, **overrides) -> PretrainVideoMAE:
     return PretrainVideoMAE(**{**SIZES[size], **overrides})
 
 
-@register_model
-def pretrain_videomae_micro_patch8_32(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
-    return _build("micro", pretrained, **kwargs)
+def _register(size: str) -> None:
+    """Register ``TIMM_NAMES[size]`` with timm (an entry point named so, in this module)."""
+
+    def entry_point(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
+        return _build(size, pretrained, **kwargs)
+
+    entry_point.__name__ = entry_point.__qualname__ = TIMM_NAMES[size]
+    entry_point.__doc__ = f"The {size} VideoMAE (timm entry point)."
+    globals()[TIMM_NAMES[size]] = register_model(entry_point)
 
 
-@register_model
-def pretrain_videomae_tiny_patch16_64(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
-    return _build("tiny", pretrained, **kwargs)
-
-
-@register_model
-def pretrain_videomae_small_patch16_224(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
-    return _build("small", pretrained, **kwargs)
-
-
-@register_model
-def pretrain_videomae_base_patch16_224(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
-    return _build("base", pretrained, **kwargs)
-
-
-@register_model
-def pretrain_videomae_large_patch16_224(pretrained: bool = False, **kwargs) -> PretrainVideoMAE:
-    return _build("large", pretrained, **kwargs)
+for _size in TIMM_NAMES:
+    _register(_size)
 
 
 def create_model_from_config(model_config, *, num_frames: int) -> PretrainVideoMAE:

@@ -67,6 +67,13 @@ def open_run_dir(cfg: DictConfig, *, is_main: bool) -> RunDir:
     return RunDir(output_dir, resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None)
 
 
+def log_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
+    """Write ``scalars`` to TensorBoard at ``step``; nothing when ``writer`` is None (ranks other than 0)."""
+    if writer is not None:
+        for key, value in scalars.items():
+            writer.add_scalar(key, value, step)
+
+
 def run_cli(function: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
     """Run an entry point; a bad config, path or checkpoint exits with code 2 and ``error: ...``."""
     from configs import ConfigError

@@ -48,6 +48,7 @@ def test_unknown_key_is_an_error():
     (["data=list", "data.train_list=/no/such/list.txt"], "no such file: /no/such/list.txt"),
     (["data=folder", "data.root=/no/such/dir"], "no such folder"),
     (["train.batch_size=0"], "train.batch_size"),
+    (["data.reader=opencv"], "data.reader must be one of"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -71,5 +72,6 @@ def test_paper_presets_need_only_a_list_file(tmp_path, dataset, ratio):
     assert cfg.mask_ratio == pytest.approx(ratio / 100)
     assert (cfg.model.name, cfg.agent.name, cfg.data.num_frames, cfg.train.batch_size) == ("base", "ppo", 16, 32)
     assert cfg.data.sampling_rate == (4 if dataset == "k400" else 2)
+    assert cfg.output_dir == f"runs/tats-{dataset}-mr0.{ratio}" and cfg.data.name == "list"
     assert (cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.mae_only_epochs) == (400, 40, 10)
     assert cfg.agent.lr == pytest.approx(1.5e-6) and cfg.agent.policy_coef == pytest.approx(1e-4)

@@ -176,3 +176,101 @@ def test_corrupt_mid_stream_reads_early_frames_then_fails(tmp_path):
     with pytest.raises(VideoReadError, match="decoding frames 0..19 of 20 failed") as caught:
         read_clip(path, 20, 1, train=False)
     assert "DECORDError" in caught.value.reason
+
+
+# ---- readers: decord and PyAV give the same frames --------------------------------------------
+
+def exported_clip(tmp_path) -> str:
+    """A built-in clip written as an mp4 (moving objects, so frames differ from each other)."""
+    from data import SyntheticMotionVideos
+
+    videos = SyntheticMotionVideos(1, num_frames=16, input_size=64, patch_size=16, tubelet_size=2, seed=3)
+    return open(videos.export(tmp_path)).readline().split("\t")[0]
+
+
+def test_decord_and_pyav_read_the_same_clip(tmp_path):
+    path = exported_clip(tmp_path)
+    decord_frames, decord_indices = read_clip(path, 6, 3, train=False, reader="decord")
+    pyav_frames, pyav_indices = read_clip(path, 6, 3, train=False, reader="pyav")
+    assert decord_indices.tolist() == pyav_indices.tolist() == [0, 3, 6, 9, 12, 15]
+    assert pyav_frames.shape == decord_frames.shape == (6, 64, 64, 3) and pyav_frames.dtype == np.uint8
+    assert np.abs(decord_frames.astype(int) - pyav_frames).max() <= 2  # same decoder library underneath
+    assert np.abs(pyav_frames[0].astype(int) - pyav_frames[-1]).mean() > 1  # the frames do differ
+    train = [read_clip(path, 4, 2, train=True, generator=torch.Generator().manual_seed(5), reader=name)
+             for name in ("decord", "pyav")]
+    assert train[0][1].tolist() == train[1][1].tolist()
+    np.testing.assert_allclose(train[0][0], train[1][0], atol=2)
+
+
+def test_evaluation_windows_go_through_both_readers(tmp_path):
+    from downstream.evaluate import read_windows
+
+    path = exported_clip(tmp_path)
+    windows = [read_windows(path, 4, 2, 3, reader=name) for name in ("decord", "pyav")]
+    assert windows[0].shape == windows[1].shape == (3, 4, 64, 64, 3)
+    np.testing.assert_allclose(windows[0], windows[1], atol=2)
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_each_reader_reads_grey_frames_and_repeats_the_last_of_a_short_video(tmp_path, reader):
+    frames, indices = read_clip(write_video(tmp_path / "grey.mp4", 20), 4, 2, train=False, reader=reader)
+    assert decoded_frame_indices(frames) == indices.tolist() == [6, 8, 10, 12]
+    frames, indices = read_clip(write_video(tmp_path / "three.mp4", 3), 6, 2, train=False, reader=reader)
+    assert decoded_frame_indices(frames) == indices.tolist() == [0, 2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_each_reader_names_unreadable_files(tmp_path, reader):
+    with pytest.raises(VideoReadError, match="no such file"):
+        read_clip(tmp_path / "absent.mp4", 4, 1, train=False, reader=reader)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    with pytest.raises(VideoReadError, match="cannot open as a video"):
+        read_clip(text, 4, 1, train=False, reader=reader)
+    truncated = tmp_path / "half.mp4"
+    write_video(truncated, 20)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    with pytest.raises(VideoReadError, match="cannot open as a video"):
+        read_clip(truncated, 4, 1, train=False, reader=reader)
+    with pytest.raises(VideoReadError, match="cannot open as a video"):  # no stream: neither finds one
+        read_clip(write_zero_frame_video(tmp_path / "empty.mp4"), 4, 1, train=False, reader=reader)
+
+
+def test_auto_falls_back_to_pyav_where_decord_is_missing(tmp_path, monkeypatch):
+    import sys
+
+    from data import VideoListDataset
+    from data import video_io
+
+    assert video_io.resolve_reader("auto") == "decord"  # installed here
+    with pytest.raises(ValueError, match="data.reader must be one of"):
+        video_io.resolve_reader("opencv")
+    video_io.decord_available.cache_clear()
+    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now fails, as on macOS arm64
+    try:
+        assert not video_io.decord_available()
+        assert video_io.resolve_reader("auto") == "pyav"
+        with pytest.raises(ValueError, match="use data.reader=pyav"):
+            video_io.resolve_reader("decord")
+        path = write_video(tmp_path / "grey.mp4", 20)
+        (tmp_path / "list.txt").write_text(f"{path}\t1\n")
+        item = VideoListDataset(tmp_path / "list.txt", num_frames=4, sampling_rate=2, input_size=32, train=False)[0]
+        assert item["video"].shape == (3, 4, 32, 32) and item["skipped"] == 0
+    finally:
+        video_io.decord_available.cache_clear()
+
+
+def test_decord_is_required_only_where_it_has_wheels():
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    requirements = [Requirement(line) for line in pyproject["project"]["dependencies"]]
+    decord = next(r for r in requirements if r.name == "decord")
+    assert any(r.name == "av" and r.marker is None for r in requirements)  # PyAV everywhere
+    wheels = {("linux", "x86_64"): True, ("win32", "AMD64"): True, ("linux", "aarch64"): False,
+              ("darwin", "arm64"): False, ("darwin", "x86_64"): False}
+    for (platform, machine), required in wheels.items():
+        assert decord.marker.evaluate({"sys_platform": platform, "platform_machine": machine}) is required
