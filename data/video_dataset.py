@@ -33,11 +33,20 @@ from torch.utils.data import Dataset, get_worker_info
 
 from data.transforms import EvalClipTransform, TrainClipTransform
 from data.video_io import VideoReadError, read_clip
+from runtime.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 
 # The one piece of global state: videos found unreadable in this process, path -> reason.
 _UNREADABLE_VIDEOS: dict[str, str] = {}
+
+
+class VideoDataError(UserError, ValueError):
+    """A list file or folder that yields no videos (empty, not UTF-8, malformed)."""
+
+
+class NoReadableVideoError(UserError, RuntimeError):
+    """Every video of a list or folder is unreadable."""
 
 
 class UnreadableVideoWarning(UserWarning):
@@ -71,24 +80,29 @@ def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     if not os.path.isfile(path):
         raise FileNotFoundError(f"video list file not found: {path}")
     videos = []
-    with open(path, encoding="utf-8") as lines:
-        for line_number, raw_line in enumerate(lines, start=1):
-            line = raw_line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
-            try:
-                video_path, label = fields[0].strip(), int(fields[1])
-                if not video_path:
-                    raise ValueError("empty path")
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}, line {line_number}: expected 'path<TAB>label' or 'path label' "
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = Path(path).read_bytes()[: error.start].count(b"\n") + 1
+        raise VideoDataError(f"video list file {path} is not UTF-8 text (line {line}: {error.reason}); "
+                             "save it as UTF-8") from None
+    for line_number, raw_line in enumerate(text.split("\n"), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
+        try:
+            video_path, label = fields[0].strip(), int(fields[1])
+            if not video_path:
+                raise ValueError("empty path")
+        except (IndexError, ValueError):
+            raise VideoDataError(f"{path}, line {line_number}: expected 'path<TAB>label' or 'path label' "
                                  f"with an integer label, got {line!r}") from None
-            if root is not None and not os.path.isabs(video_path):
-                video_path = os.path.join(os.fspath(root), video_path)
-            videos.append((video_path, label))
+        if root is not None and not os.path.isabs(video_path):
+            video_path = os.path.join(os.fspath(root), video_path)
+        videos.append((video_path, label))
     if not videos:
-        raise ValueError(f"video list file {path} lists no videos")
+        raise VideoDataError(f"video list file {path} lists no videos")
     return videos
 
 
@@ -103,7 +117,7 @@ def find_videos(root: str | os.PathLike) -> list[str]:
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
     if not found:
-        raise ValueError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
+        raise VideoDataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
     return found
 
 
@@ -167,7 +181,7 @@ class _VideoClipDataset(Dataset):
             return {"video": self.transform(frames, generator), "label": int(label),
                     "index": candidate, "skipped": skipped}
         path, _ = self.videos[index]
-        raise RuntimeError(f"all {len(self)} videos in {self.source} are unreadable "
+        raise NoReadableVideoError(f"all {len(self)} videos in {self.source} are unreadable "
                            f"(e.g. {path}: {_UNREADABLE_VIDEOS.get(path)}); see the warnings above")
 
 

@@ -13,6 +13,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from runtime.errors import UserError
+
+
+class NotEnoughClipsError(UserError, ValueError):
+    """The data has fewer clips than one batch on each rank."""
+
 
 class ClipSource:
     """Batches of ``batch_size`` clips, forever.
@@ -30,9 +36,9 @@ class ClipSource:
                  rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu", shuffle: bool = True):
         per_rank = len(dataset) // world_size
         if per_rank < batch_size:
-            raise ValueError(
+            raise NotEnoughClipsError(
                 f"batch_size={batch_size} per rank needs at least {batch_size * world_size} clips, "
-                f"the data has {len(dataset)}"
+                f"the data has {len(dataset)}: lower train.batch_size or give more videos"
             )
         self.dataset, self.batch_size = dataset, batch_size
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size

@@ -115,8 +115,8 @@ class RunControl:
             if self.max_consecutive and consecutive >= self.max_consecutive:
                 self.close()
                 raise RunStopped(f"the run diverged: {consecutive} updates of the {name} in a row were skipped "
-                                 f"for non-finite values (step {step}); {self.last_good()}; lower {remedy}, then "
-                                 "start again (or resume from the checkpoint with resume=true)")
+                                 f"for non-finite values (step {step}); {self.last_good()}; lower {remedy}, and start "
+                                 "a new run (a resume keeps the stored learning rates)")
 
     def check_finite(self, step: int, *modules: Any) -> None:
         """Refuse to save non-finite weights.

@@ -39,8 +39,14 @@ def debug_enabled() -> bool:
 
 
 def one_line(message: object) -> str:
-    """``message`` as one line: its lines joined with '; ', blank ones dropped."""
-    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    """``message`` as one line: its lines joined with '; ', blank ones dropped. An error re-raised
+    from a DataLoader worker (which carries the worker's traceback) is reduced to its last line."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if any(line.startswith("Original Traceback") for line in lines):
+        last = lines[-1]
+        name, sep, rest = last.partition(": ")
+        lines = [rest if sep and " " not in name else last]
+    return "; ".join(lines)
 
 
 def report_error(message: object) -> None:
