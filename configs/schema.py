@@ -205,6 +205,15 @@ def validate(cfg: Any) -> None:
 
 def _validate_run_keys(cfg: Any, require: Any) -> None:
     """Frequencies, rates, sizes and the device: what would otherwise fail after training began."""
+    import dataclasses
+
+    for section, schema in ((None, Config), ("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+        node = cfg if section is None else cfg[section]
+        known = {f.name for f in dataclasses.fields(schema)} | ({"preset"} if section is None else set())
+        unknown = sorted(set(node.keys()) - known)
+        where = f"{section}." if section else ""
+        require(not unknown, f"unknown key(s) {', '.join(where + key for key in unknown)}: not a setting of this "
+                "program (see docs/configuration.md)")
     train = cfg.train
     for key in ("save_ckpt_freq", "log_every"):
         require(train[key] >= 1, f"train.{key} must be >= 1, got {train[key]}")

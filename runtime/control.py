@@ -156,7 +156,7 @@ class RunControl:
                        "continue it with resume=true.")
         loss = last.get("mae/loss", float("nan"))
         heldout = last.get("mae/heldout_loss")
-        text = (f"Run summary: {step} of {total_steps} MAE steps and {policy_updates} sampler updates in "
+        text = (f"Run summary: {step} of {total_steps} MAE steps and {policy_updates} sampler cycles in "
                 f"{minutes:.1f} min this session; last MAE loss {loss:.4f}"
                 + (f", held-out {heldout:.4f}" if heldout is not None else "")
                 + f"; skipped for non-finite values: {int(last.get('mae/skipped_nonfinite', 0))} MAE and "
@@ -166,8 +166,6 @@ class RunControl:
                 + stopped)
         if self.is_main:
             print(text, flush=True)
-            log_file = self.output_dir / "train_joint.log"  # hydra's job log, when run from the command line
-            if log_file.is_file():
-                with open(log_file, "a", encoding="utf-8") as handle:
-                    handle.write(text + "\n")
+            with open(self.output_dir / "train_joint.log", "a", encoding="utf-8") as handle:  # one per session
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
         return text

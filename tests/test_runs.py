@@ -290,7 +290,7 @@ def test_save_every_steps_writes_between_epochs(tmp_path):
 def test_sigterm_to_a_running_process_then_resume(tmp_path):
     import train_joint
 
-    args = [*RANDOM, "train.epochs=40", "train.max_steps=120", "train.save_every_steps=1"]
+    args = [*RANDOM, "train.epochs=6", "train.max_steps=24", "train.save_every_steps=1"]
     out = tmp_path / "cut"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "train_joint.py", *args, f"output_dir={out}"], cwd=ROOT, env=env,
@@ -303,7 +303,7 @@ def test_sigterm_to_a_running_process_then_resume(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "received SIGTERM" in stderr and "Stopped by SIGTERM" in stdout and "Traceback" not in stderr
     stopped_at = torch.load(out / checkpoint.LATEST, weights_only=False)["step"]
-    assert 0 < stopped_at < 120
+    assert 0 < stopped_at < 24
     torch.set_num_threads(1)
     resumed = train_joint.train(compose_cfg(*args, "resume=true", f"output_dir={out}"))
     full = train_joint.train(compose_cfg(*args, f"output_dir={tmp_path / 'full'}"))
