@@ -135,3 +135,15 @@ def _env():
     import os
 
     return dict(os.environ)
+
+
+def test_inspect_names_a_file_that_is_not_a_rollout_dump(tmp_path, capsys):
+    from agents import inspect as inspector
+
+    garbage = tmp_path / "buffer.h5"
+    garbage.write_bytes(b"not hdf5 at all")
+    assert inspector.main([str(garbage)]) == 2
+    assert inspector.main([str(tmp_path / "absent.h5")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error:") for line in lines)
+    assert "not a rollout dump" in lines[0] and "absent.h5" in lines[1]
