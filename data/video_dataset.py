@@ -58,11 +58,25 @@ def unreadable_videos() -> dict[str, str]:
     return dict(_UNREADABLE_VIDEOS)
 
 
-def _remember_unreadable(error: VideoReadError) -> None:
+def _remember_unreadable(error: VideoReadError, *, warn: bool = True) -> None:
     if error.path not in _UNREADABLE_VIDEOS:
         _UNREADABLE_VIDEOS[error.path] = error.reason
-        warnings.warn(f"skipping unreadable video {error.path}: {error.reason}", UnreadableVideoWarning,
-                      stacklevel=3)
+        if warn:
+            warnings.warn(f"skipping unreadable video {error.path}: {error.reason}", UnreadableVideoWarning,
+                          stacklevel=3)
+
+
+def report_unreadable(entries: list[str]) -> None:
+    """Warn, once per file in this process, about the videos a DataLoader worker found unreadable.
+
+    :param entries: the ``unreadable`` values of a batch's items (``path<TAB>reason`` lines).
+    Used with ``report_in_items``: workers then stay silent and the main process, which outlives
+    every epoch's workers and hands its memo to the next ones, warns once per file per run.
+    """
+    for entry in entries:
+        for line in entry.splitlines():
+            path, _, reason = line.partition("\t")
+            _remember_unreadable(VideoReadError(path, reason))
 
 
 def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[str, int]]:
@@ -139,6 +153,9 @@ class _VideoClipDataset(Dataset):
         self.train, self.seed = train, seed
         self.transform = TrainClipTransform(input_size) if train else EvalClipTransform(input_size)
         self.epoch: int | None = None  # set by set_epoch
+        self.report_in_items = False
+        """True: a DataLoader worker does not warn about an unreadable video but names it in the item's
+        ``unreadable`` (``path<TAB>reason`` lines) for :func:`report_unreadable` in the main process."""
         self._fetch_counts: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -164,7 +181,8 @@ class _VideoClipDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} videos")
         generator = self._item_generator(index) if self.train else None
-        skipped = 0
+        skipped, found = 0, []
+        quiet = self.report_in_items and get_worker_info() is not None
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             path, label = self.videos[candidate]
@@ -175,11 +193,15 @@ class _VideoClipDataset(Dataset):
                 frames, _ = read_clip(path, self.num_frames, self.sampling_rate, train=self.train,
                                       generator=generator)
             except VideoReadError as error:
-                _remember_unreadable(error)
+                _remember_unreadable(error, warn=not quiet)
+                found.append(f"{error.path}\t{error.reason}")
                 skipped += 1
                 continue
-            return {"video": self.transform(frames, generator), "label": int(label),
+            item = {"video": self.transform(frames, generator), "label": int(label),
                     "index": candidate, "skipped": skipped}
+            if self.report_in_items:
+                item["unreadable"] = "\n".join(found)
+            return item
         path, _ = self.videos[index]
         raise NoReadableVideoError(f"all {len(self)} videos in {self.source} are unreadable "
                            f"(e.g. {path}: {_UNREADABLE_VIDEOS.get(path)}); see the warnings above")

@@ -41,6 +41,8 @@ class ClipSource:
                 f"the data has {len(dataset)}: lower train.batch_size or give more videos"
             )
         self.dataset, self.batch_size = dataset, batch_size
+        if hasattr(dataset, "report_in_items"):  # unreadable videos: one warning per file per run
+            dataset.report_in_items = True
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
         self.device, self.shuffle = torch.device(device), shuffle
         self.steps_per_epoch = per_rank // batch_size
@@ -82,6 +84,10 @@ class ClipSource:
             self._start_epoch()
         batch = next(self._iterator)
         self.batch_in_epoch += 1
+        if "unreadable" in batch:
+            from data.video_dataset import report_unreadable
+
+            report_unreadable(batch.pop("unreadable"))
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def state_dict(self) -> dict[str, int]:
