@@ -4,7 +4,9 @@ Bad input never stops a run and never passes silently: an unreadable video is re
 per process (an ``UnreadableVideoWarning`` naming the file and the reason), remembered, and
 replaced by the next readable one; the item's ``skipped`` says how many were passed over.
 The memo is per process: DataLoader workers inherit what the parent knew when they were forked,
-and each worker warns about the files it finds bad itself.
+and each worker warns about the files it finds bad itself, unless ``report_in_items`` is set (as
+``envs.ClipSource`` does): then workers name them in the item and the main process warns, once
+per file per run.
 
 Randomness (train only: clip start, crop, flip; eval is deterministic). Item ``i`` gets its
 own torch generator, seeded in one of two ways:
