@@ -214,11 +214,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         progress.update(n_steps)
         progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
         control.after_step(step, env.optimizer, agent)  # stops a diverged run
+        if control.stop_requested():  # SIGTERM / Ctrl-C: the save below, then stop
+            break
         epoch_end = env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0
         if epoch_end or control.save_due(step, n_steps):
             save()
-        if control.stop_requested():  # SIGTERM / Ctrl-C: the save below, then stop
-            break
     control.close()
     save()
     progress.close()

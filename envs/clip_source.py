@@ -20,6 +20,15 @@ class NotEnoughClipsError(UserError, ValueError):
     """The data has fewer clips than one batch on each rank."""
 
 
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C (which a terminal sends to the whole process group) to the
+    main process, which saves and then stops them. SIGTERM keeps its default: the main process
+    stops its workers with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ClipSource:
     """Batches of ``batch_size`` clips, forever.
 
@@ -73,7 +82,7 @@ class ClipSource:
         # Own generator: worker seeds come from (seed, epoch), not from the global RNG, so
         # starting an epoch neither consumes nor depends on the policy's random state.
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda",
+                            pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_ctrl_c,
                             generator=torch.Generator().manual_seed(self._epoch_seed() + 1))
         self._iterator = iter(loader)
 

@@ -287,21 +287,22 @@ def test_save_every_steps_writes_between_epochs(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_running_process_then_resume(tmp_path):
+def test_ctrl_c_to_a_running_process_group_then_resume(tmp_path):
     import train_joint
 
-    args = [*RANDOM, "train.epochs=6", "train.max_steps=24", "train.save_every_steps=1"]
+    # a DataLoader worker, and SIGINT to the whole process group, as Ctrl-C in a terminal sends it
+    args = [*RANDOM, "train.epochs=6", "train.max_steps=24", "train.save_every_steps=1", "data.num_workers=1"]
     out = tmp_path / "cut"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "train_joint.py", *args, f"output_dir={out}"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     while not (out / checkpoint.LATEST).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=240)
-    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    assert "received SIGTERM" in stderr and "Stopped by SIGTERM" in stdout and "Traceback" not in stderr
+    assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
+    assert "received SIGINT" in stderr and "Stopped by SIGINT" in stdout and "Traceback" not in stderr
     stopped_at = torch.load(out / checkpoint.LATEST, weights_only=False)["step"]
     assert 0 < stopped_at < 24
     torch.set_num_threads(1)
