@@ -120,6 +120,7 @@ def test_every_mistake_is_one_error_line_and_leaves_the_run_alone(tmp_path, exis
     assert state["step"] == 2 and state["config"]["mask_ratio"] == 0.9
 
 
+@pytest.mark.slow
 def test_a_real_process_exits_2_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "train_joint.py", *SMALL, "train.foo=1", f"output_dir={tmp_path}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)

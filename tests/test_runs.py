@@ -247,7 +247,7 @@ def test_sigterm_saves_at_the_step_boundary_and_the_resume_matches(tmp_path, mon
     import train_joint
     from runtime.control import exit_status_after_stop
 
-    args = [*SMALL, "train.max_steps=8"]
+    args = [*SMALL, "train.max_steps=6"]
     full = train_joint.train(compose_cfg(*args, f"output_dir={tmp_path / 'full'}"))
     calls = []
     random_actions = train_joint.random_actions
@@ -284,6 +284,8 @@ def test_save_every_steps_writes_between_epochs(tmp_path):
     # step 2 (periodic) became the previous checkpoint when step 3 (the end) was written
     assert torch.load(out / checkpoint.PREVIOUS, weights_only=False)["step"] == 2
     assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 3
+    summary = (out / "train_joint.log").read_text()  # one paragraph per session
+    assert "Run summary: 3 of 3 MAE steps" in summary and str(out / checkpoint.LATEST) in summary
 
 
 @pytest.mark.slow
