@@ -16,6 +16,7 @@ lines 14-20), then the buffer is cleared (line 22).
 from __future__ import annotations
 
 import resource
+import sys
 import time
 
 import hydra
@@ -38,7 +39,9 @@ from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from mae.registry import create_model_from_config
 from runtime import checkpoint, rng
+from runtime.control import RunControl, exit_status_after_stop
 from runtime.distributed import close_processes, init_processes
+from runtime.errors import run_main
 from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
 from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
 
@@ -72,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     rank, world_size, device = init_processes(cfg.device)
     is_main = rank == 0
-    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main)
+    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main, required_keys=("mae", "agent", "step"))
     mask_generator = seed_everything(cfg.seed + rank)
 
     # ---- MAE, its optimiser (lr scaled by total batch / 256) and schedule (warm-up, cosine)
@@ -137,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         rng.restore(state["rng"], rank, generators)  # this rank's own states (runtime/rng.py)
 
     def save() -> None:
+        control.check_finite(step, model, agent.algorithm)  # never a checkpoint with NaN weights
         rng_states = rng.gather(rng.capture(generators, device), world_size)  # a collective: every rank
         if not is_main:
             return
@@ -157,6 +161,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     total_steps = schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps)
     progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True, disable=not is_main)
     last: dict[str, float] = {}
+    control = RunControl(cfg.train, output_dir, world_size=world_size, is_main=is_main, device=device)
     env.reset()
     collector_stale = True  # the Collector must pick up clips the env loaded outside it
     while step < total_steps:
@@ -205,8 +210,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log(last)
         progress.update(n_steps)
         progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
-        if env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0:
+        control.after_step(step, env.optimizer, agent)  # stops a diverged run
+        if control.stop_requested():  # SIGTERM / Ctrl-C: the save below, then stop
+            break
+        epoch_end = env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0
+        if epoch_end or control.save_due(step, n_steps):
             save()
+    control.close()
     save()
     progress.close()
     if heldout_scores:
@@ -215,6 +225,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
               f"zeros {heldout_scores['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
               f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance)")
     last.update(heldout_scores)
+    control.summary(step=step, total_steps=total_steps, policy_updates=updates, last=last)
     if writer is not None:
         writer.close()
     close_processes(world_size)
@@ -224,7 +235,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run_cli(train, cfg)
+    if exit_status_after_stop() is not None:  # stopped by SIGTERM / Ctrl-C, after saving
+        sys.exit(exit_status_after_stop())
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -153,9 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", help="write per-frame heatmaps of the visible tokens to this PNG")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
+    from runtime.errors import report_error
+
     if not Path(args.file).is_file():
-        parser.error(f"no such file: {args.file}")
-    arrays, metadata = read_rollouts(args.file)
+        report_error(f"no such file: {args.file}")
+        return 2
+    try:
+        arrays, metadata = read_rollouts(args.file)
+    except (OSError, KeyError, ValueError) as error:  # not HDF5, or HDF5 of something else
+        report_error(f"{args.file} is not a rollout dump (the HDF5 files train_joint.py writes to "
+                     f"output_dir/buffers/): {error}")
+        return 2
     summary = summarize(arrays, metadata)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     if args.png:

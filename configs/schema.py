@@ -21,9 +21,10 @@ from data.synthetic import BACKGROUNDS, CONTRASTS, OBJECTS
 from data.video_io import resolve_reader
 from mae.registry import SIZES
 from mae.target import LOSSES
+from runtime.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the key and what is allowed."""
 
 
@@ -113,6 +114,12 @@ class TrainConfig:
     """Max gradient norm of the MAE; None = no clipping."""
     save_ckpt_freq: int = 1
     """Write a checkpoint every this many epochs (and always at the end). Flag --save_ckpt_freq."""
+    save_every_steps: int = 0
+    """Also write a checkpoint every this many MAE steps (at the first step boundary after each
+    multiple); 0 = only at epochs. SIGTERM and Ctrl-C always save at the next step boundary."""
+    max_consecutive_skips: int = 20
+    """Stop the run (keeping the last good checkpoint) after this many updates in a row of the MAE
+    or of the sampler were skipped for a non-finite loss, gradient or weight; 0 = never stop."""
     log_every: int = 10
     """Log scalars to TensorBoard every this many steps."""
     mae_only_epochs: int = 1
@@ -205,6 +212,7 @@ def validate(cfg: Any) -> None:
     require(cfg.train.group_update in ("all", "first"),
             f"train.group_update must be all or first, got {cfg.train.group_update!r}")
     require(len(cfg.train.opt_betas) == 2, f"train.opt_betas needs two values, got {list(cfg.train.opt_betas)}")
+    _validate_run_keys(cfg, require)
     if cfg.data.name == "list":
         require(cfg.data.train_list is not None, "data=list needs data.train_list=PATH (a list file)")
         require(Path(cfg.data.train_list).is_file(), f"data.train_list: no such file: {cfg.data.train_list}")
@@ -220,3 +228,67 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"agent: {error}") from error
     if cfg.data.name == "list" and cfg.data.root is not None:
         require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")
+
+
+def _validate_run_keys(cfg: Any, require: Any) -> None:
+    """Frequencies, rates, sizes and the device: what would otherwise fail after training began."""
+    import dataclasses
+
+    for section, schema in ((None, Config), ("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+        node = cfg if section is None else cfg[section]
+        known = {f.name for f in dataclasses.fields(schema)} | ({"preset"} if section is None else set())
+        unknown = sorted(set(node.keys()) - known)
+        where = f"{section}." if section else ""
+        require(not unknown, f"unknown key(s) {', '.join(where + key for key in unknown)}: not a setting of this "
+                "program (see docs/configuration.md)")
+    train = cfg.train
+    for key in ("save_ckpt_freq", "log_every"):
+        require(train[key] >= 1, f"train.{key} must be >= 1, got {train[key]}")
+    for key in ("eval_every", "dump_buffer_every", "save_every_steps", "max_consecutive_skips"):
+        require(train[key] >= 0, f"train.{key} must be >= 0 (0 = off), got {train[key]}")
+    require(train.max_steps >= -1, f"train.max_steps must be >= 0, or -1 for all epochs; got {train.max_steps}")
+    if train.lr is not None:
+        require(train.lr > 0, f"train.lr must be > 0, got {train.lr} (or null to use train.blr)")
+    require(train.blr > 0, f"train.blr must be > 0, got {train.blr}")
+    require(train.min_lr >= 0, f"train.min_lr must be >= 0, got {train.min_lr}")
+    require(train.warmup_epochs >= 0, f"train.warmup_epochs must be >= 0, got {train.warmup_epochs}")
+    require(train.weight_decay >= 0, f"train.weight_decay must be >= 0, got {train.weight_decay}")
+    if train.clip_grad is not None:
+        require(train.clip_grad > 0, f"train.clip_grad must be > 0, got {train.clip_grad} (or null: no clipping)")
+    require(all(0 <= beta < 1 for beta in train.opt_betas), f"train.opt_betas must be in [0, 1), got "
+            f"{list(train.opt_betas)}")
+    try:
+        from timm.optim import list_optimizers
+    except ImportError:  # older timm: create_optimizer_v2 names the problem itself
+        list_optimizers = None
+    if list_optimizers is not None:
+        known = set(list_optimizers())
+        require(str(train.opt).lower() in known or str(train.opt).lower().split("_")[-1] in known,
+                f"train.opt={train.opt!r} is not an optimizer timm knows (e.g. adamw, sgd, lamb)")
+    if cfg.data.name == "synthetic":
+        require(cfg.data.synthetic_clips > 0, f"data.synthetic_clips must be positive, got {cfg.data.synthetic_clips}")
+    # the model's geometry: patches tile the frame, tubelets tile the clip
+    from mae.registry import SIZES
+
+    if cfg.model.name in SIZES:
+        size = SIZES[cfg.model.name]
+        patch, tubelet = size.get("patch_size", 16), size.get("tubelet_size", 2)
+        img_size = cfg.model.img_size if cfg.model.img_size is not None else size.get("img_size", 224)
+        require(img_size > 0 and img_size % patch == 0,
+                f"model.img_size must be a positive multiple of the {cfg.model.name} model's patch size {patch}, "
+                f"got {img_size}")
+        require(cfg.data.num_frames % tubelet == 0,
+                f"data.num_frames must be a multiple of the tubelet size {tubelet}, got {cfg.data.num_frames}")
+        if cfg.model.decoder_depth is not None:
+            require(cfg.model.decoder_depth >= 1, f"model.decoder_depth must be >= 1, got {cfg.model.decoder_depth}")
+        heads = cfg.agent.get("num_heads", None)
+        if heads is not None and cfg.agent.get("actor", None) is not None:
+            width = cfg.agent.get("sampler_dim", None) or size["embed_dim"]
+            require(width % heads == 0, f"agent.num_heads={heads} must divide the sampler's width {width} "
+                    f"({'agent.sampler_dim' if cfg.agent.get('sampler_dim', None) else 'the model width'})")
+    from runtime.setup import pick_device
+
+    try:
+        pick_device(cfg.device)
+    except (ValueError, RuntimeError) as error:
+        raise ConfigError(f"device={cfg.device}: {str(error).splitlines()[0]}") from error

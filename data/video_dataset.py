@@ -4,7 +4,9 @@ Bad input never stops a run and never passes silently: an unreadable video is re
 per process (an ``UnreadableVideoWarning`` naming the file and the reason), remembered, and
 replaced by the next readable one; the item's ``skipped`` says how many were passed over.
 The memo is per process: DataLoader workers inherit what the parent knew when they were forked,
-and each worker warns about the files it finds bad itself.
+and each worker warns about the files it finds bad itself, unless ``report_in_items`` is set (as
+``envs.ClipSource`` does): then workers name them in the item and the main process warns, once
+per file per run.
 
 Randomness (train only: clip start, crop, flip; eval is deterministic). Item ``i`` gets its
 own torch generator, seeded in one of two ways:
@@ -33,11 +35,20 @@ from torch.utils.data import Dataset, get_worker_info
 
 from data.transforms import EvalClipTransform, TrainClipTransform
 from data.video_io import VideoReadError, read_clip
+from runtime.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 
 # The one piece of global state: videos found unreadable in this process, path -> reason.
 _UNREADABLE_VIDEOS: dict[str, str] = {}
+
+
+class VideoDataError(UserError, ValueError):
+    """A list file or folder that yields no videos (empty, not UTF-8, malformed)."""
+
+
+class NoReadableVideoError(UserError, RuntimeError):
+    """Every video of a list or folder is unreadable."""
 
 
 class UnreadableVideoWarning(UserWarning):
@@ -49,11 +60,25 @@ def unreadable_videos() -> dict[str, str]:
     return dict(_UNREADABLE_VIDEOS)
 
 
-def _remember_unreadable(error: VideoReadError) -> None:
+def _remember_unreadable(error: VideoReadError, *, warn: bool = True) -> None:
     if error.path not in _UNREADABLE_VIDEOS:
         _UNREADABLE_VIDEOS[error.path] = error.reason
-        warnings.warn(f"skipping unreadable video {error.path}: {error.reason}", UnreadableVideoWarning,
-                      stacklevel=3)
+        if warn:
+            warnings.warn(f"skipping unreadable video {error.path}: {error.reason}", UnreadableVideoWarning,
+                          stacklevel=3)
+
+
+def report_unreadable(entries: list[str]) -> None:
+    """Warn, once per file in this process, about the videos a DataLoader worker found unreadable.
+
+    :param entries: the ``unreadable`` values of a batch's items (``path<TAB>reason`` lines).
+    Used with ``report_in_items``: workers then stay silent and the main process, which outlives
+    every epoch's workers and hands its memo to the next ones, warns once per file per run.
+    """
+    for entry in entries:
+        for line in entry.splitlines():
+            path, _, reason = line.partition("\t")
+            _remember_unreadable(VideoReadError(path, reason))
 
 
 def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[str, int]]:
@@ -71,24 +96,29 @@ def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     if not os.path.isfile(path):
         raise FileNotFoundError(f"video list file not found: {path}")
     videos = []
-    with open(path, encoding="utf-8") as lines:
-        for line_number, raw_line in enumerate(lines, start=1):
-            line = raw_line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
-            try:
-                video_path, label = fields[0].strip(), int(fields[1])
-                if not video_path:
-                    raise ValueError("empty path")
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}, line {line_number}: expected 'path<TAB>label' or 'path label' "
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = Path(path).read_bytes()[: error.start].count(b"\n") + 1
+        raise VideoDataError(f"video list file {path} is not UTF-8 text (line {line}: {error.reason}); "
+                             "save it as UTF-8") from None
+    for line_number, raw_line in enumerate(text.split("\n"), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
+        try:
+            video_path, label = fields[0].strip(), int(fields[1])
+            if not video_path:
+                raise ValueError("empty path")
+        except (IndexError, ValueError):
+            raise VideoDataError(f"{path}, line {line_number}: expected 'path<TAB>label' or 'path label' "
                                  f"with an integer label, got {line!r}") from None
-            if root is not None and not os.path.isabs(video_path):
-                video_path = os.path.join(os.fspath(root), video_path)
-            videos.append((video_path, label))
+        if root is not None and not os.path.isabs(video_path):
+            video_path = os.path.join(os.fspath(root), video_path)
+        videos.append((video_path, label))
     if not videos:
-        raise ValueError(f"video list file {path} lists no videos")
+        raise VideoDataError(f"video list file {path} lists no videos")
     return videos
 
 
@@ -103,7 +133,7 @@ def find_videos(root: str | os.PathLike) -> list[str]:
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
     if not found:
-        raise ValueError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
+        raise VideoDataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
     return found
 
 
@@ -125,6 +155,9 @@ class _VideoClipDataset(Dataset):
         self.train, self.seed, self.reader = train, seed, reader
         self.transform = TrainClipTransform(input_size) if train else EvalClipTransform(input_size)
         self.epoch: int | None = None  # set by set_epoch
+        self.report_in_items = False
+        """True: a DataLoader worker does not warn about an unreadable video but names it in the item's
+        ``unreadable`` (``path<TAB>reason`` lines) for :func:`report_unreadable` in the main process."""
         self._fetch_counts: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -150,7 +183,8 @@ class _VideoClipDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} videos")
         generator = self._item_generator(index) if self.train else None
-        skipped = 0
+        skipped, found = 0, []
+        quiet = self.report_in_items and get_worker_info() is not None
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             path, label = self.videos[candidate]
@@ -161,13 +195,17 @@ class _VideoClipDataset(Dataset):
                 frames, _ = read_clip(path, self.num_frames, self.sampling_rate, train=self.train,
                                       generator=generator, reader=self.reader)
             except VideoReadError as error:
-                _remember_unreadable(error)
+                _remember_unreadable(error, warn=not quiet)
+                found.append(f"{error.path}\t{error.reason}")
                 skipped += 1
                 continue
-            return {"video": self.transform(frames, generator), "label": int(label),
+            item = {"video": self.transform(frames, generator), "label": int(label),
                     "index": candidate, "skipped": skipped}
+            if self.report_in_items:
+                item["unreadable"] = "\n".join(found)
+            return item
         path, _ = self.videos[index]
-        raise RuntimeError(f"all {len(self)} videos in {self.source} are unreadable "
+        raise NoReadableVideoError(f"all {len(self)} videos in {self.source} are unreadable "
                            f"(e.g. {path}: {_UNREADABLE_VIDEOS.get(path)}); see the warnings above")
 
 

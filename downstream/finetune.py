@@ -217,4 +217,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from runtime.errors import run_main
+
+    run_main(main)

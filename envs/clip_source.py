@@ -13,6 +13,21 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from runtime.errors import UserError
+
+
+class NotEnoughClipsError(UserError, ValueError):
+    """The data has fewer clips than one batch on each rank."""
+
+
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C (which a terminal sends to the whole process group) to the
+    main process, which saves and then stops them. SIGTERM keeps its default: the main process
+    stops its workers with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 
 class ClipSource:
     """Batches of ``batch_size`` clips, forever.
@@ -30,11 +45,13 @@ class ClipSource:
                  rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu", shuffle: bool = True):
         per_rank = len(dataset) // world_size
         if per_rank < batch_size:
-            raise ValueError(
+            raise NotEnoughClipsError(
                 f"batch_size={batch_size} per rank needs at least {batch_size * world_size} clips, "
-                f"the data has {len(dataset)}"
+                f"the data has {len(dataset)}: lower train.batch_size or give more videos"
             )
         self.dataset, self.batch_size = dataset, batch_size
+        if hasattr(dataset, "report_in_items"):  # unreadable videos: one warning per file per run
+            dataset.report_in_items = True
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
         self.device, self.shuffle = torch.device(device), shuffle
         self.steps_per_epoch = per_rank // batch_size
@@ -65,7 +82,7 @@ class ClipSource:
         # Own generator: worker seeds come from (seed, epoch), not from the global RNG, so
         # starting an epoch neither consumes nor depends on the policy's random state.
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda",
+                            pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_ctrl_c,
                             generator=torch.Generator().manual_seed(self._epoch_seed() + 1))
         self._iterator = iter(loader)
 
@@ -76,6 +93,10 @@ class ClipSource:
             self._start_epoch()
         batch = next(self._iterator)
         self.batch_in_epoch += 1
+        if "unreadable" in batch:
+            from data.video_dataset import report_unreadable
+
+            report_unreadable(batch.pop("unreadable"))
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def state_dict(self) -> dict[str, int]:

@@ -27,11 +27,14 @@ class MAEOptimizer:
     accum_steps: int = 1
     num_updates: int = 0
     skipped_nonfinite: int = 0
+    consecutive_skipped: int = 0
+    """Steps skipped in a row up to now (0 after an optimiser step that went through)."""
     _micro_step: int = field(default=0, repr=False)
 
     def backward_and_step(self, loss: torch.Tensor, parameters) -> dict[str, float]:
         if not math.isfinite(loss.item()):
             self.skipped_nonfinite += 1
+            self.consecutive_skipped += 1
             self.optimizer.zero_grad(set_to_none=True)
             self._micro_step = 0
             return {"skipped": 1.0}
@@ -44,11 +47,13 @@ class MAEOptimizer:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad if self.clip_grad else float("inf"))
         if not torch.isfinite(grad_norm):
             self.skipped_nonfinite += 1
+            self.consecutive_skipped += 1
             self.optimizer.zero_grad(set_to_none=True)
             return {"skipped": 1.0}
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.num_updates += 1
+        self.consecutive_skipped = 0
         if self.scheduler is not None:
             self.scheduler.step_update(self.num_updates)
         return {"grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
@@ -56,12 +61,14 @@ class MAEOptimizer:
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "num_updates": self.num_updates, "skipped_nonfinite": self.skipped_nonfinite}
+                "num_updates": self.num_updates, "skipped_nonfinite": self.skipped_nonfinite,
+                "consecutive_skipped": self.consecutive_skipped}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.num_updates, self.skipped_nonfinite = state["num_updates"], state["skipped_nonfinite"]
+        self.consecutive_skipped = state.get("consecutive_skipped", 0)
         if self.scheduler is not None:
             self.scheduler.step_update(self.num_updates)  # the lr of the next optimiser step

@@ -42,7 +42,9 @@ def load_mae_weights(model: PretrainVideoMAE, path: str | Path) -> PretrainVideo
     if not path.is_file():
         raise FileNotFoundError(f"MAE checkpoint not found: {path}")
     # not weights_only: a train_joint checkpoint also holds numpy RNG states
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    from runtime.checkpoint import load  # names an empty, truncated or corrupt file as such
+
+    checkpoint = load(path, map_location="cpu")
     if isinstance(checkpoint, dict) and {"mae", "agent", "config"} <= set(checkpoint):
         return _load_strictly(model, checkpoint["mae"], path)
     return _load_strictly(model, _videomae_state(checkpoint), path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,25 +45,31 @@ class RunDir(NamedTuple):
     """TensorBoard SummaryWriter on the main process, None elsewhere."""
 
 
-def open_run_dir(cfg: DictConfig, *, is_main: bool) -> RunDir:
-    """Refuse to overwrite a run unless ``cfg.resume``; save the resolved config; open TensorBoard.
+def open_run_dir(cfg: DictConfig, *, is_main: bool, required_keys: tuple[str, ...] = ("step", "config"),
+                 ) -> RunDir:
+    """Check the run folder, then save the resolved config and open TensorBoard.
 
+    Nothing is written before the checks pass (:func:`runtime.resume.prepare_run_dir`): a run
+    in ``output_dir`` without ``resume``, a damaged checkpoint without a fallback, or a resume
+    whose config changes a key that may not change is one error, and config.yaml and the
+    checkpoints stay as they were.
+
+    :param required_keys: what a checkpoint of this entry point holds (a file without them is
+        named as foreign).
     Raises:
-        configs.ConfigError: ``cfg.output_dir`` already holds a checkpoint and ``resume`` is false.
+        runtime.errors.UserError: see above.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from configs import ConfigError
-    from runtime.checkpoint import latest_checkpoint
+    from runtime.resume import commit_run_dir, prepare_run_dir
 
     output_dir = Path(cfg.output_dir)
-    resume_from = latest_checkpoint(output_dir)
-    if resume_from is not None and not cfg.resume:
-        raise ConfigError(f"output_dir={output_dir} already holds a run ({resume_from.name}); pass resume=true "
-                          "to continue it, or choose another output_dir")
+    plan, _ = prepare_run_dir(OmegaConf.to_container(cfg, resolve=True), resume=bool(cfg.resume),
+                              required_keys=required_keys)
     if is_main:
+        commit_run_dir(plan)
         save_resolved_config(cfg, output_dir)
-    return RunDir(output_dir, resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None)
+    return RunDir(output_dir, plan.resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None)
 
 
 def log_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
@@ -75,12 +80,7 @@ def log_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
 
 
 def run_cli(function: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
-    """Run an entry point; a bad config, path or checkpoint exits with code 2 and ``error: ...``."""
-    from configs import ConfigError
-    from mae.classifier import CheckpointMismatchError
+    """Run an entry point; a user error (bad config, path or checkpoint) is ``error: ...``, exit 2."""
+    from runtime.errors import run_cli as run_reporting_errors
 
-    try:
-        function(cfg)
-    except (ConfigError, FileNotFoundError, CheckpointMismatchError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_reporting_errors(function, cfg)

@@ -204,3 +204,19 @@ def test_set_epoch_fixes_each_item_whatever_the_workers_or_resume_point(tmp_path
     assert torch.equal(dataset[0]["video"], full[0]) and torch.equal(dataset[0]["video"], full[0])  # no drift
     next_epoch = clips(4, [[2, 0], [3, 1]], num_workers=0)
     assert not all(torch.equal(next_epoch[i], full[i]) for i in range(4))
+
+
+def test_clip_source_warns_once_per_unreadable_file_across_workers_and_epochs(tmp_path, good_videos, capfd):
+    from envs import ClipSource
+
+    bad = [str(tmp_path / f"gone{k}.mp4") for k in range(2)]
+    lines = [f"{good_videos[0]} 0", f"{bad[0]} 1", f"{good_videos[1]} 2", f"{bad[1]} 3"]
+    dataset = VideoListDataset(write_list(tmp_path / "list.txt", lines), train=False, **CLIP)
+    source = ClipSource(dataset, 2, num_workers=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        skipped = sum(int(source.next_batch()["skipped"].sum()) for _ in range(3 * source.steps_per_epoch))
+    messages = [str(w.message) for w in caught if issubclass(w.category, UnreadableVideoWarning)]
+    assert len(messages) == 2 and all(any(path in m for m in messages) for path in bad), messages
+    assert skipped == 6  # counted every time they are passed over
+    assert "skipping unreadable" not in capfd.readouterr().err  # the workers stayed silent

@@ -13,7 +13,7 @@ from tianshou.algorithm.algorithm_base import Policy
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from agents.algorithms.common import EnvSpec, ScalarTrainingStats
+from agents.algorithms.common import EnvSpec, ScalarTrainingStats, nonfinite_skips
 
 
 class Agent:
@@ -64,8 +64,19 @@ class Agent:
         assert isinstance(stats, ScalarTrainingStats)
         out = {f"policy/{key}": float(value) for key, value in stats.scalars.items()}
         out["policy/gradient_steps"] = float(stats.gradient_steps)
+        out["policy/skipped_nonfinite"] = float(nonfinite_skips(self.algorithm).total)
         out["policy/update_time_s"] = float(stats.train_time)
         return out
+
+    @property
+    def skipped_nonfinite(self) -> int:
+        """Gradient steps skipped for a non-finite loss, gradient or weight since the run began."""
+        return nonfinite_skips(self.algorithm).total if self.algorithm is not None else 0
+
+    @property
+    def consecutive_skipped(self) -> int:
+        """Gradient steps skipped in a row, up to the last one."""
+        return nonfinite_skips(self.algorithm).consecutive if self.algorithm is not None else 0
 
     def metadata(self) -> dict[str, Any]:
         """Plain values describing the agent and the token grid (HDF5 dump attributes)."""
@@ -83,13 +94,18 @@ class Agent:
         """Actor, critic, reference policy, optimizer state (or a fixed masker's RNG)."""
         if self.algorithm is None:
             return {"policy": self.policy.state_dict()}
-        return {"algorithm": self.algorithm.state_dict()}
+        skips = nonfinite_skips(self.algorithm)
+        return {"algorithm": self.algorithm.state_dict(),
+                "skipped_nonfinite": {"total": skips.total, "consecutive": skips.consecutive}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.algorithm is None:
             self.policy.load_state_dict(state["policy"])
         else:
             self.algorithm.load_state_dict(dict(state["algorithm"]))  # it pops the optimizer key
+            skips = nonfinite_skips(self.algorithm)
+            stored = state.get("skipped_nonfinite", {})  # absent in checkpoints written before the count
+            skips.total, skips.consecutive = int(stored.get("total", 0)), int(stored.get("consecutive", 0))
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, algorithm={type(self.algorithm).__name__})"

@@ -104,6 +104,12 @@ class SamplerConfig:
         _positive("update_steps_policy", self.update_steps_policy)
         if self.batch_size is not None:
             _positive("batch_size", self.batch_size)
+        if self.num_heads is not None:
+            _positive("num_heads", self.num_heads)
+        if self.sampler_dim is not None:
+            _positive("sampler_dim", self.sampler_dim)
+            if self.num_heads is not None and self.sampler_dim % self.num_heads:
+                raise ValueError(f"sampler_dim={self.sampler_dim} must be a multiple of num_heads={self.num_heads}")
         if self.max_grad_norm is not None:
             _positive("max_grad_norm", self.max_grad_norm)
         if len(self.opt_betas) != 2:
@@ -193,7 +199,7 @@ def write_back_advantages(buffer: Any, indices: Any, adv_B: torch.Tensor) -> Non
 
 
 def minibatch_passes(algorithm: Any, batch: Any, batch_size: int | None, repeat: int) -> tuple[dict[str, float], int]:
-    """``repeat`` passes of ``algorithm.compute_loss`` + ``algorithm.optim.step`` over ``batch``.
+    """``repeat`` passes of ``algorithm.compute_loss`` + a guarded optimiser step over ``batch``.
 
     Minibatches come in a fresh random order each pass (numpy RNG); with no ``batch_size``
     the whole batch is one minibatch, as is. Returns the stats' means and the step count.
@@ -202,7 +208,81 @@ def minibatch_passes(algorithm: Any, batch: Any, batch_size: int | None, repeat:
     for _ in range(repeat):
         for minibatch in batch.split(batch_size or -1, shuffle=batch_size is not None, merge_last=True):
             loss, stats = algorithm.compute_loss(minibatch)
-            algorithm.optim.step(loss)
+            guarded_step(algorithm, loss)
             accumulator.add(**stats)
             steps += 1
     return accumulator.means(), steps
+
+
+@dataclass
+class NonFiniteSkips:
+    """Sampler updates skipped for a non-finite loss, gradient or weight (:func:`guarded_step`)."""
+
+    total: int = 0
+    """Gradient steps skipped since the run began (logged as ``policy/skipped_nonfinite``)."""
+    consecutive: int = 0
+    """Skipped in a row up to now (0 after any step that went through)."""
+
+
+def nonfinite_skips(algorithm: Any) -> NonFiniteSkips:
+    """The skip counter of ``algorithm`` (created on first use)."""
+    counter = getattr(algorithm, "_nonfinite_skips", None)
+    if counter is None:
+        counter = NonFiniteSkips()
+        object.__setattr__(algorithm, "_nonfinite_skips", counter)
+    return counter
+
+
+def guarded_step(algorithm: Any, loss: torch.Tensor) -> bool:
+    """``algorithm.optim.step(loss)`` (Tianshou's: zero grads, backward, clip, step), skipped when
+    the loss, the gradient norm or, after the step, any weight is not finite.
+
+    A skipped step leaves weights and optimiser state as they were (a weight gone non-finite
+    is restored from a copy taken before the step) and is counted in :func:`nonfinite_skips`.
+    The backward always runs, so ranks that all-reduce gradients in it stay in step; under
+    torch.distributed the decision is taken jointly (one rank's non-finite value skips the
+    step on every rank). Returns whether the step was taken.
+    """
+    optim = algorithm.optim
+    module, torch_optim = optim._module, optim._optim
+    counter = nonfinite_skips(algorithm)
+    torch_optim.zero_grad()
+    loss.backward()
+    params = [p for p in module.parameters() if p.grad is not None]
+    max_norm = optim._max_grad_norm if optim._max_grad_norm is not None else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+    bad = not (torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm))
+    if not _agreed_ok(not bad, grad_norm.device):
+        torch_optim.zero_grad(set_to_none=True)
+        counter.total, counter.consecutive = counter.total + 1, counter.consecutive + 1
+        return False
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in torch_optim.state[p].items()}
+                   for p in params if p in torch_optim.state}
+    torch_optim.step()
+    finite = all(bool(torch.isfinite(p).all()) for p in params)
+    if not _agreed_ok(finite, grad_norm.device):
+        with torch.no_grad():
+            for p, saved in zip(params, saved_params):
+                p.copy_(saved)
+        for p in params:
+            if p in saved_state:
+                torch_optim.state[p] = saved_state[p]
+            else:
+                torch_optim.state.pop(p, None)
+        torch_optim.zero_grad(set_to_none=True)
+        counter.total, counter.consecutive = counter.total + 1, counter.consecutive + 1
+        return False
+    counter.consecutive = 0
+    return True
+
+
+def _agreed_ok(ok: bool, device: torch.device) -> bool:
+    """``ok`` on every rank (a plain run: ``ok``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return ok
+    flag = torch.tensor([0.0 if ok else 1.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() == 0.0)

@@ -1,0 +1,316 @@
+"""Runs that survive crashes and refuse silent damage: checkpoints, resume checks, the
+non-finite guard, preemption (SIGTERM / Ctrl-C) and periodic saves."""
+
+import errno
+import hashlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tianshou.data import Collector, VectorReplayBuffer
+
+from agents.registry import build_agent
+from envs import TianshouVectorEnv
+from runtime import checkpoint
+from runtime.errors import CheckpointError, RunStopped, UserError
+from runtime.resume import ResumeConfigError, commit_run_dir, config_changes, prepare_run_dir
+from tests.test_env import make_env
+from tests.test_train_joint import ROOT, SMALL, compose_cfg
+
+RANDOM = [o for o in SMALL if not o.startswith("agent.")] + ["agent=random"]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (but TensorBoard's) and a hash of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "tb" not in p.parts}
+
+
+def fake_state(step=3, **config):
+    return {"step": step, "mae": {}, "agent": {}, "config": {"mask_ratio": 0.9, "output_dir": "x", **config}}
+
+
+# ---- checkpoint files -------------------------------------------------------------------------
+
+
+def test_save_keeps_the_previous_checkpoint_and_no_temporary_file(tmp_path):
+    path = tmp_path / checkpoint.LATEST
+    checkpoint.save_atomic({"step": 1}, path)
+    checkpoint.save_atomic({"step": 2}, path)
+    assert checkpoint.load(path)["step"] == 2
+    assert checkpoint.load(tmp_path / checkpoint.PREVIOUS)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.LATEST, checkpoint.PREVIOUS]
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "corrupt", "foreign", "not a dict"])
+def test_a_bad_checkpoint_is_named_as_such(tmp_path, kind):
+    path = tmp_path / checkpoint.LATEST
+    good = tmp_path / "good.pt"
+    checkpoint.save_atomic({"step": 1, "mae": {"w": torch.zeros(1000)}}, good)
+    data = good.read_bytes()
+    path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "corrupt": b"\x80\x02garbage" * 10,
+                      "foreign": b"", "not a dict": b""}[kind])
+    if kind == "foreign":
+        torch.save({"model": {}, "epoch": 3}, path)  # e.g. an official VideoMAE file
+    if kind == "not a dict":
+        torch.save([1, 2], path)
+    expected = {"empty": "empty", "truncated": "truncated", "corrupt": "corrupt", "foreign": "foreign",
+                "not a dict": "not a checkpoint"}[kind]
+    with pytest.raises(CheckpointError, match=expected) as caught:
+        checkpoint.verify(path, ("mae", "step"))
+    assert str(path) in str(caught.value)
+
+
+def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / checkpoint.LATEST
+    checkpoint.save_atomic({"step": 1}, path)
+    before = path.read_bytes()
+
+    def full_disk(state, handle):
+        handle.write(b"x" * 1000)
+        handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="no space left") as caught:
+        checkpoint.save_atomic({"step": 2}, path)
+    message = str(caught.value)
+    assert str(tmp_path) in message and "intact" in message and "free" in message
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.LATEST]  # no temporary file left
+
+
+def test_stale_temporary_files_are_removed_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".checkpoint-latest.pt.tmp-{dead.pid}"
+    live = tmp_path / f".checkpoint-latest.pt.tmp-{os.getppid()}"  # a process that is running
+    stale.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"being written")
+    assert checkpoint.remove_stale_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()
+
+
+# ---- what a resume may change -----------------------------------------------------------------
+
+
+def test_config_changes_names_each_key_a_resume_may_not_change():
+    stored = {"mask_ratio": 0.9, "seed": 0, "train": {"batch_size": 4, "max_steps": 10, "log_every": 1},
+              "data": {"num_workers": 2}, "agent": {"name": "ppo", "lr": 1e-3}}
+    new = {"mask_ratio": 0.5, "seed": 0, "train": {"batch_size": 8, "max_steps": 20, "log_every": 5,
+                                                   "save_every_steps": 3},
+           "data": {"num_workers": 0}, "agent": {"name": "ppo", "lr": 1e-3}}
+    assert config_changes(stored, new) == [("mask_ratio", 0.9, 0.5), ("train.batch_size", 4, 8)]
+    assert config_changes(stored, stored) == []
+
+
+def test_prepare_run_dir_refuses_before_writing(tmp_path):
+    out = tmp_path / "run"
+    config = {"mask_ratio": 0.9, "output_dir": str(out)}
+    plan, state = prepare_run_dir(config, resume=True)  # nothing there: a notice, a new run
+    assert plan.resume_from is None and state is None and "holds no checkpoint" in plan.notices[0]
+    assert not out.exists()
+    checkpoint.save_atomic(fake_state(output_dir=str(out)), out / checkpoint.LATEST)
+    (out / "config.yaml").write_text("mask_ratio: 0.9\n")
+    before = digest(out)
+    with pytest.raises(UserError, match="resume=true"):
+        prepare_run_dir(config, resume=False)
+    with pytest.raises(ResumeConfigError, match=r"mask_ratio 0\.9 -> 0\.5"):
+        prepare_run_dir({**config, "mask_ratio": 0.5}, resume=True)
+    assert digest(out) == before
+    plan, state = prepare_run_dir(config, resume=True)
+    assert plan.resume_from == out / checkpoint.LATEST and state["step"] == 3 and not plan.notices
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    out = tmp_path / "run"
+    config = {"mask_ratio": 0.9, "output_dir": str(out)}
+    checkpoint.save_atomic(fake_state(2, output_dir=str(out)), out / checkpoint.LATEST)
+    checkpoint.save_atomic(fake_state(4, output_dir=str(out)), out / checkpoint.LATEST)
+    data = (out / checkpoint.LATEST).read_bytes()
+    (out / checkpoint.LATEST).write_bytes(data[:100])  # killed mid-copy, say
+    plan, state = prepare_run_dir(config, resume=True)
+    assert plan.resume_from == out / checkpoint.PREVIOUS and state["step"] == 2
+    assert "truncated" in plan.notices[0] and "fallback" in plan.notices[0]
+    commit_run_dir(plan)
+    assert (out / (checkpoint.LATEST + ".bad")).is_file() and not (out / checkpoint.LATEST).exists()
+    # both bad: one error naming both files
+    (out / checkpoint.LATEST).write_bytes(b"")
+    (out / checkpoint.PREVIOUS).write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty") as caught:
+        prepare_run_dir(config, resume=True)
+    assert checkpoint.LATEST in str(caught.value) and checkpoint.PREVIOUS in str(caught.value)
+
+
+def test_resume_with_a_changed_config_leaves_the_run_as_it_was(tmp_path):
+    import train_joint
+
+    out = tmp_path / "run"
+    train_joint.train(compose_cfg(*RANDOM, "train.max_steps=2", f"output_dir={out}"))
+    before = digest(out)
+    for change in (["mask_ratio=0.5"], ["train.batch_size=8"], ["seed=1"], ["data.synthetic_clips=32"]):
+        with pytest.raises(ResumeConfigError, match=change[0].split("=")[0]):
+            train_joint.train(compose_cfg(*RANDOM, "train.max_steps=4", "resume=true", *change, f"output_dir={out}"))
+        assert digest(out) == before, change
+    # allowed: a later end, other logging and workers
+    train_joint.train(compose_cfg(*RANDOM, "train.max_steps=3", "resume=true", "train.log_every=2",
+                                  "train.save_every_steps=1", f"output_dir={out}"))
+    assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 3
+    assert "max_steps: 3" in (out / "config.yaml").read_text()
+
+
+# ---- the non-finite guard ---------------------------------------------------------------------
+
+
+def _ppo_with_a_buffer():
+    torch.manual_seed(0)
+    env = make_env()
+    agent = build_agent("ppo", env=env, config={"num_heads": 2, "critic_hidden": [16]})
+    adapter = TianshouVectorEnv(env)
+    buffer = VectorReplayBuffer(8, len(adapter), ignore_obs_next=True)
+    collector = Collector(agent.policy, adapter, buffer)
+    collector.reset()
+    with torch.no_grad():
+        collector.collect(n_step=8)
+    return agent, buffer
+
+
+def _weights(agent):
+    return {k: v.clone() for k, v in agent.algorithm.state_dict().items() if torch.is_tensor(v)}
+
+
+def test_a_non_finite_sampler_update_is_skipped_and_counted():
+    agent, buffer = _ppo_with_a_buffer()
+    first = agent.update(buffer)  # a finite one goes through
+    assert first["policy/skipped_nonfinite"] == 0 and agent.consecutive_skipped == 0
+    # a NaN loss (here: a NaN weight of the critic) leaves every weight and the optimiser as they were
+    with torch.no_grad():
+        next(agent.algorithm.critic.parameters())[0].fill_(float("nan"))
+    before = _weights(agent)
+    optim_before = {k: v.clone() for k, v in agent.algorithm.optim._optim.state_dict()["state"][0].items()}
+    stats = agent.update(buffer)
+    assert stats["policy/skipped_nonfinite"] == 1 and agent.consecutive_skipped == 1
+    after = _weights(agent)
+    assert all(torch.equal(before[k], after[k]) or torch.isnan(before[k]).any() for k in before)
+    for key, value in agent.algorithm.optim._optim.state_dict()["state"][0].items():
+        assert torch.equal(value, optim_before[key]), key
+    # the count is part of the checkpoint
+    restored, _ = _ppo_with_a_buffer()
+    restored.load_state_dict(agent.state_dict())
+    assert restored.skipped_nonfinite == 1 and restored.consecutive_skipped == 1
+
+
+def test_a_step_that_makes_a_weight_non_finite_is_undone(monkeypatch):
+    agent, buffer = _ppo_with_a_buffer()
+    optimizer = agent.algorithm.optim._optim
+    original_step = optimizer.step
+
+    def overflowing_step(*args, **kwargs):  # finite loss and gradients, but the step overflows a weight
+        result = original_step(*args, **kwargs)
+        with torch.no_grad():
+            optimizer.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+        return result
+
+    monkeypatch.setattr(optimizer, "step", overflowing_step)
+    before = _weights(agent)
+    state_before = {k: v.clone() for k, v in optimizer.state_dict()["state"].get(0, {}).items()}
+    stats = agent.update(buffer)
+    assert stats["policy/skipped_nonfinite"] == stats["policy/gradient_steps"] >= 1
+    after = _weights(agent)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert {k: v for k, v in optimizer.state_dict()["state"].get(0, {}).items()}.keys() == state_before.keys()
+
+
+@pytest.mark.parametrize("override", ["agent.lr=1e6", "train.lr=1e30"])
+def test_a_diverged_run_stops_and_never_saves_non_finite_weights(tmp_path, override):
+    import train_joint
+
+    out = tmp_path / "run"
+    with pytest.raises(RunStopped, match="diverged"):
+        train_joint.train(compose_cfg(*SMALL, override, "train.max_consecutive_skips=3", "train.save_every_steps=1",
+                                      f"output_dir={out}"))
+    if (out / checkpoint.LATEST).exists():
+        state = torch.load(out / checkpoint.LATEST, weights_only=False)
+        assert all(torch.isfinite(v).all() for v in state["mae"].values() if v.is_floating_point())
+
+
+# ---- preemption -------------------------------------------------------------------------------
+
+
+def test_sigterm_saves_at_the_step_boundary_and_the_resume_matches(tmp_path, monkeypatch):
+    import train_joint
+    from runtime.control import exit_status_after_stop
+
+    args = [*SMALL, "train.max_steps=6"]
+    full = train_joint.train(compose_cfg(*args, f"output_dir={tmp_path / 'full'}"))
+    calls = []
+    random_actions = train_joint.random_actions
+
+    def signal_at_the_third_step(env, generator):
+        calls.append(1)
+        if len(calls) == 3:  # mid-epoch: 4 steps an epoch
+            os.kill(os.getpid(), signal.SIGTERM)
+        return random_actions(env, generator)
+
+    monkeypatch.setattr(train_joint, "random_actions", signal_at_the_third_step)
+    cut = train_joint.train(compose_cfg(*args, f"output_dir={tmp_path / 'cut'}"))
+    monkeypatch.setattr(train_joint, "random_actions", random_actions)
+    assert exit_status_after_stop() == 128 + signal.SIGTERM
+    assert torch.load(tmp_path / "cut" / checkpoint.LATEST, weights_only=False)["step"] == 3
+    assert cut["env/epoch"] == 0
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler was put back
+    resumed = train_joint.train(compose_cfg(*args, "resume=true", f"output_dir={tmp_path / 'cut'}"))
+    assert exit_status_after_stop() is None
+    for key in ("mae/loss", "env/reward_mean"):
+        assert resumed[key] == full[key], key
+    a = torch.load(tmp_path / "full" / checkpoint.LATEST, weights_only=False)
+    b = torch.load(tmp_path / "cut" / checkpoint.LATEST, weights_only=False)
+    for name, tensor in a["mae"].items():
+        assert torch.equal(tensor, b["mae"][name]), name
+
+
+def test_save_every_steps_writes_between_epochs(tmp_path):
+    import train_joint
+
+    out = tmp_path / "run"
+    train_joint.train(compose_cfg(*RANDOM, "train.max_steps=3", "train.save_every_steps=2",
+                                  "train.save_ckpt_freq=100", f"output_dir={out}"))
+    # step 2 (periodic) became the previous checkpoint when step 3 (the end) was written
+    assert torch.load(out / checkpoint.PREVIOUS, weights_only=False)["step"] == 2
+    assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 3
+    summary = (out / "train_joint.log").read_text()  # one paragraph per session
+    assert "Run summary: 3 of 3 MAE steps" in summary and str(out / checkpoint.LATEST) in summary
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_running_process_group_then_resume(tmp_path):
+    import train_joint
+
+    # a DataLoader worker, and SIGINT to the whole process group, as Ctrl-C in a terminal sends it
+    args = [*RANDOM, "train.epochs=6", "train.max_steps=24", "train.save_every_steps=1", "data.num_workers=1"]
+    out = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "train_joint.py", *args, f"output_dir={out}"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (out / checkpoint.LATEST).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
+    assert "received SIGINT" in stderr and "Stopped by SIGINT" in stdout and "Traceback" not in stderr
+    stopped_at = torch.load(out / checkpoint.LATEST, weights_only=False)["step"]
+    assert 0 < stopped_at < 24
+    torch.set_num_threads(1)
+    resumed = train_joint.train(compose_cfg(*args, "resume=true", f"output_dir={out}"))
+    full = train_joint.train(compose_cfg(*args, f"output_dir={tmp_path / 'full'}"))
+    assert resumed["mae/loss"] == full["mae/loss"] and math.isfinite(full["mae/loss"])
+    a = torch.load(tmp_path / "full" / checkpoint.LATEST, weights_only=False)
+    b = torch.load(out / checkpoint.LATEST, weights_only=False)
+    assert all(torch.equal(tensor, b["mae"][name]) for name, tensor in a["mae"].items())
