@@ -189,7 +189,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         step += n_steps
         elapsed = time.perf_counter() - tic
         last.update({
-            "mae/loss": float(env.last_stats["loss"]), "mae/lr": optimizer.param_groups[0]["lr"],
+            "mae/loss": float(env.last_stats["loss"]), "mae/copy_loss": env.last_stats["copy_loss"],
+            "mae/lr": optimizer.param_groups[0]["lr"],
             "mae/skipped_nonfinite": env.optimizer.skipped_nonfinite,
             "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
             "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
@@ -223,7 +224,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         print(f"held-out MAE loss {heldout_scores['mae/heldout_loss']:.4f}; trivial predictors: copy "
               f"{heldout_scores['mae/heldout_copy']:.4f}, clip mean {heldout_scores['mae/heldout_mean_visible']:.4f}, "
               f"zeros {heldout_scores['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
-              f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance)")
+              f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance); on the last batch's own "
+              f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}")
     last.update(heldout_scores)
     control.summary(step=step, total_steps=total_steps, policy_updates=updates, last=last)
     if writer is not None:

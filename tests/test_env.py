@@ -75,6 +75,20 @@ def test_reward_equals_direct_mae_loss():
     assert np.array_equal(info["visible"], visible.numpy())
 
 
+def test_step_scores_the_copy_predictor_on_the_same_clips_and_masks():
+    from mae.baselines import trivial_losses
+
+    env = make_env(mode="frozen")
+    env.reset(seed=0)
+    target = env._batch["target"].clone()
+    act = random_actions(env)
+    env.step(act)
+    visible = mae.indices_to_mask(act, env.num_tokens)
+    expected = trivial_losses(target, visible, env.mae.grid)["copy"].mean()
+    assert env.last_stats["copy_loss"] == pytest.approx(float(expected), rel=1e-6)
+    assert env.last_stats["copy_loss"] > 0
+
+
 def test_frozen_mode_is_bit_identical_and_train_mode_learns():
     env = make_env(mode="frozen")
     before = copy.deepcopy(env.mae.state_dict())
