@@ -250,7 +250,8 @@ def _validate_run_keys(cfg: Any, require: Any) -> None:
     if train.lr is not None:
         require(train.lr > 0, f"train.lr must be > 0, got {train.lr} (or null to use train.blr)")
     require(train.blr > 0, f"train.blr must be > 0, got {train.blr}")
-    require(train.min_lr >= 0, f"train.min_lr must be >= 0, got {train.min_lr}")
+    for key in ("min_blr", "warmup_blr", "min_lr", "warmup_lr"):  # the absolute ones may be null (= base x batch)
+        require(train[key] is None or train[key] >= 0, f"train.{key} must be >= 0, got {train[key]}")
     require(train.warmup_epochs >= 0, f"train.warmup_epochs must be >= 0, got {train.warmup_epochs}")
     require(train.weight_decay >= 0, f"train.weight_decay must be >= 0, got {train.weight_decay}")
     if train.clip_grad is not None:
