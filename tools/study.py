@@ -163,7 +163,8 @@ def plot(results: list[dict], columns: list[str], ratios: list[float], path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [BASELINE] + [arm for arm, _ in ARMS]
+    present = {r["arm"] for r in results}
+    names = [name for name in [BASELINE] + [arm for arm, _ in ARMS] if name in present]  # arms that were run
     chance = {"probe_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
     fig, axes = plt.subplots(len(ratios), len(columns), figsize=(4 * len(columns), (0.4 * len(names) + 1.2) * len(ratios)),
                              sharey=True, squeeze=False)
@@ -178,13 +179,13 @@ def plot(results: list[dict], columns: list[str], ratios: list[float], path: Pat
                     ax.plot(values, [y] * len(values), "k.", markersize=4, alpha=0.6)
             if column in chance:
                 ax.axvline(chance[column], color="tab:red", linestyle="--", linewidth=1, label="chance")
-                ax.legend(loc="lower right", fontsize=7)
+                ax.legend(loc="best", fontsize=7)
             if column == "mae_loss":
                 trivial = [min(r["trivial_copy"], r["trivial_mean_visible"], r["trivial_zeros"]) for r in results
                            if "trivial_copy" in r and r.get("mask_ratio") == ratio]
                 if trivial:
                     ax.axvline(statistics.mean(trivial), color="tab:green", linestyle=":", label="best trivial predictor")
-                    ax.legend(loc="lower right", fontsize=7)
+                    ax.legend(loc="best", fontsize=7)
             ax.set_title(f"{column}, mask {ratio}", fontsize=9)
             ax.set_yticks(range(len(names)), names, fontsize=8)
         row_axes[0].invert_yaxis()
