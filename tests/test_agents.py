@@ -284,7 +284,7 @@ def test_update_writes_the_advantages_it_used_into_the_buffer():
 
 # ---- registry ------------------------------------------------------------------------------------
 def test_registry_configs_and_errors():
-    assert set(AGENTS) == {"ppo", "reinforce", "grpo", "random", "tube"}
+    assert set(AGENTS) == {"ppo", "reinforce", "grpo", "random", "tube", "custom"}
     assert make_config("ppo") == PPOConfig()
     assert PPOConfig().objective == "paper" and PPOConfig().lr == 1.5e-6
     assert PPOConfig().policy_coef == PPOConfig().value_coef == PPOConfig().entropy_coef == 1e-4

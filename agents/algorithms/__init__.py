@@ -5,16 +5,18 @@ One module per agent: its options (a dataclass), its Tianshou algorithm, its bui
 """
 
 from agents.algorithms.agent import Agent
-from agents.algorithms.common import EnvSpec, SamplerConfig
-from agents.algorithms.fixed import FixedConfig, FixedMaskPolicy
+from agents.algorithms.common import EnvSpec, SamplerConfig, build_critic_network
+from agents.algorithms.custom import CustomConfig
+from agents.algorithms.fixed import FixedConfig, FixedMaskAlgorithm, FixedMaskPolicy
 from agents.algorithms.grpo import GRPO, GRPOConfig, group_advantages
 from agents.algorithms.objectives import OBJECTIVES, Objective, get_objective
-from agents.algorithms.policy import TokenSamplerPolicy
+from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 from agents.algorithms.ppo import PPOConfig, TATSPPO
 from agents.algorithms.reinforce import AdaMAEReinforce, ReinforceConfig
 
 __all__ = [
-    "GRPO", "OBJECTIVES", "TATSPPO", "AdaMAEReinforce", "Agent", "EnvSpec", "FixedConfig",
-    "FixedMaskPolicy", "GRPOConfig", "Objective", "PPOConfig", "ReinforceConfig", "SamplerConfig",
-    "TokenSamplerPolicy", "get_objective", "group_advantages",
+    "GRPO", "OBJECTIVES", "TATSPPO", "AdaMAEReinforce", "Agent", "CustomConfig", "EnvSpec", "FixedConfig",
+    "FixedMaskAlgorithm", "FixedMaskPolicy", "GRPOConfig", "Objective", "PPOConfig", "ReinforceConfig",
+    "SamplerConfig", "TokenSamplerPolicy", "build_critic_network", "get_objective", "group_advantages",
+    "token_sampler_policy",
 ]

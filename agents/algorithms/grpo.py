@@ -35,7 +35,6 @@ from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
-from agents.algorithms.agent import Agent
 from agents.algorithms.common import (
     EnvSpec,
     SamplerConfig,
@@ -209,7 +208,7 @@ class GRPO(OnPolicyAlgorithm[TokenSamplerPolicy]):
 
 
 def build_grpo(spec: EnvSpec, config: GRPOConfig, device: torch.device, *,
-               actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+               actor: nn.Module | None = None, critic: nn.Module | None = None) -> GRPO:
     """GRPO with the configured actor; the env must repeat each clip ``group_size`` times."""
     if spec.group_size != config.group_size:
         raise ValueError(f"grpo with group_size={config.group_size} needs an environment in group mode "
@@ -225,4 +224,4 @@ def build_grpo(spec: EnvSpec, config: GRPOConfig, device: torch.device, *,
         normalize_std=config.normalize_std, eps_clip=config.eps_clip, kl_coef=config.kl_coef,
         kl_estimator=config.kl_estimator, entropy_coef=config.entropy_coef,
         max_grad_norm=config.max_grad_norm)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)
+    return algorithm

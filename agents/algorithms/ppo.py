@@ -31,7 +31,6 @@ from tianshou.algorithm import PPO
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
-from agents.algorithms.agent import Agent
 from agents.algorithms.common import (
     EnvSpec,
     SamplerConfig,
@@ -208,7 +207,7 @@ class TATSPPO(PPO):
 
 
 def build_ppo(spec: EnvSpec, config: PPOConfig, device: torch.device, *,
-              actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+              actor: nn.Module | None = None, critic: nn.Module | None = None) -> TATSPPO:
     """TATS: actor (``config.actor``), critic on the mean token, :class:`TATSPPO`."""
     actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
     critic = (critic if critic is not None else build_critic_network(spec, config.critic_hidden, config.critic_input)).to(device)
@@ -223,4 +222,4 @@ def build_ppo(spec: EnvSpec, config: PPOConfig, device: torch.device, *,
         policy_coef=config.policy_coef, value_coef=config.value_coef,
         entropy_coef=config.entropy_coef, advantage_normalization=config.advantage_normalization,
         ratio_on=config.ratio_on, max_grad_norm=config.max_grad_norm)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)
+    return algorithm

@@ -31,7 +31,6 @@ from tianshou.algorithm import Reinforce
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
-from agents.algorithms.agent import Agent
 from agents.algorithms.common import (
     EnvSpec,
     SamplerConfig,
@@ -177,7 +176,7 @@ class AdaMAEReinforce(Reinforce):
 
 
 def build_reinforce(spec: EnvSpec, config: ReinforceConfig, device: torch.device, *,
-                    actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+                    actor: nn.Module | None = None, critic: nn.Module | None = None) -> AdaMAEReinforce:
     """AdaMAE's sampler (MHA actor by default) trained with :class:`AdaMAEReinforce`."""
     actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
     policy = TokenSamplerPolicy(
@@ -189,4 +188,4 @@ def build_reinforce(spec: EnvSpec, config: ReinforceConfig, device: torch.device
         policy=policy, optim=optimizer_factory(config), estimator=config.estimator,
         objective=config.objective, baseline=config.baseline, baseline_decay=config.baseline_decay,
         entropy_coef=config.entropy_coef, max_grad_norm=config.max_grad_norm)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)
+    return algorithm
