@@ -1,10 +1,12 @@
 """The token sampler's learning algorithms (Tianshou subclasses) and the fixed maskers.
 
-One module per agent: its options (a dataclass), its Tianshou algorithm, its builder.
-:mod:`agents.registry` maps names to them.
+One module per agent: its options (a dataclass), its Tianshou algorithm, its builder;
+:mod:`agents.algorithms.base` what the learning ones share, :mod:`agents.algorithms.custom`
+a user's own. :mod:`agents.registry` maps names to them.
 """
 
 from agents.algorithms.agent import Agent
+from agents.algorithms.base import TokenSamplerAlgorithm
 from agents.algorithms.common import EnvSpec, SamplerConfig, build_critic_network
 from agents.algorithms.custom import CustomConfig
 from agents.algorithms.fixed import FixedConfig, FixedMaskAlgorithm, FixedMaskPolicy
@@ -17,6 +19,6 @@ from agents.algorithms.reinforce import AdaMAEReinforce, ReinforceConfig
 __all__ = [
     "GRPO", "OBJECTIVES", "TATSPPO", "AdaMAEReinforce", "Agent", "CustomConfig", "EnvSpec", "FixedConfig",
     "FixedMaskAlgorithm", "FixedMaskPolicy", "GRPOConfig", "Objective", "PPOConfig", "ReinforceConfig",
-    "SamplerConfig", "TokenSamplerPolicy", "build_critic_network", "get_objective", "group_advantages",
-    "token_sampler_policy",
+    "SamplerConfig", "TokenSamplerAlgorithm", "TokenSamplerPolicy", "build_critic_network", "get_objective",
+    "group_advantages", "token_sampler_policy",
 ]
