@@ -333,6 +333,21 @@ def test_fixed_agents_act_validly_and_resume(name):
     assert torch.equal(agent.policy(obs).act, act)
 
 
+def test_fixed_maskers_are_an_algorithm_that_learns_nothing_and_read_older_checkpoints():
+    from agents.algorithms import FixedMaskAlgorithm
+
+    env = make_env(batch=4)
+    env.reset(seed=0)
+    agent = build_agent("random", env=env, config={"seed": 3})
+    assert isinstance(agent.algorithm, FixedMaskAlgorithm) and not agent.learns
+    obs = Batch(obs=env.observation, info=Batch())
+    older = {"policy": agent.policy.state_dict()}  # the layout written before fixed maskers had an algorithm
+    act = agent.policy(obs).act
+    again = build_agent("random", env=env, config={"seed": 5})
+    again.load_state_dict(older)
+    assert torch.equal(again.policy(obs).act, act)
+
+
 # ---- one Collector + update cycle per agent on the tiny MAE env ----------------------------------
 @pytest.mark.parametrize("name, options", [
     ("ppo", {**TINY_NETS, "critic_hidden": [16], "batch_size": 4, "update_steps_policy": 2}),

@@ -257,7 +257,7 @@ def guard_optimizers(algorithm: Any) -> Any:
     :func:`nonfinite_skips` of ``algorithm`` (idempotent); returns ``algorithm``.
 
     Steps a custom algorithm takes on a torch optimiser of its own, outside Tianshou's
-    ``Algorithm.Optimizer``, are not guarded.
+    ``Algorithm.Optimizer``, or through a subclass of it, are not guarded.
     """
     skips = nonfinite_skips(algorithm)
     for optim in getattr(algorithm, "_optimizers", ()):
