@@ -118,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                        group_size=agent_group_size, group_update=cfg.train.group_update, amp=cfg.train.amp)
     agent = build_agent(cfg.agent.name, env=env, config=OmegaConf.to_container(cfg.agent, resolve=True),
                         device=device)
-    if world_size > 1 and agent.algorithm is not None:
+    if world_size > 1:
         for tensor in [*agent.algorithm.parameters(), *agent.algorithm.buffers()]:
             dist.broadcast(tensor.data, src=0)  # every rank starts from rank 0's policy
         average_gradients_across_ranks(agent.algorithm, world_size)
@@ -167,8 +167,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     while step < total_steps:
         epoch_before = env.epoch
         tic = time.perf_counter()
-        if env.epoch < cfg.train.mae_only_epochs and agent.algorithm is not None:
-            # lines 5-7: random space-time masking, one MAE step, no episode kept
+        if env.epoch < cfg.train.mae_only_epochs and agent.learns:
+            # lines 5-7: random space-time masking, one MAE step, no episode kept (a fixed masker
+            # has nothing to wait for: it masks from the first step)
             _, rewards, _, _, _ = env.step(random_actions(env, mask_generator))
             n_steps, collector_stale = 1, True
         else:

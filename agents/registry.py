@@ -5,7 +5,9 @@
     ...; stats = agent.update(buffer)
 
 Adding an agent is one module in :mod:`agents.algorithms` (a config dataclass and a
-``build(spec, config, device, *, actor, critic) -> Agent``) and one line here.
+``build(spec, config, device, *, actor=None, critic=None) -> OnPolicyAlgorithm``) and one line
+here. Without touching the project, ``agent=custom agent._target_=my_pkg.build_agent`` builds
+a user's own algorithm with a builder of the same signature (:mod:`agents.algorithms.custom`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 
 from agents.algorithms.agent import Agent
 from agents.algorithms.common import EnvSpec
+from agents.algorithms.custom import CustomConfig, build_custom
 from agents.algorithms.fixed import FixedConfig, build_fixed
 from agents.algorithms.grpo import GRPOConfig, build_grpo
 from agents.algorithms.ppo import PPOConfig, build_ppo
@@ -28,10 +31,12 @@ from agents.algorithms.reinforce import ReinforceConfig, build_reinforce
 
 @dataclass(frozen=True)
 class AgentEntry:
-    """A registered agent: its options dataclass and its builder."""
+    """A registered agent: its options dataclass and its builder
+    ``build(spec, config, device, *, actor=None, critic=None)``, which returns a Tianshou
+    on-policy algorithm (:func:`build_agent` wraps it in an :class:`Agent`)."""
 
     config: type
-    build: Callable[..., Agent]
+    build: Callable[..., Any]
 
 
 AGENTS: dict[str, AgentEntry] = {
@@ -40,6 +45,7 @@ AGENTS: dict[str, AgentEntry] = {
     "grpo": AgentEntry(GRPOConfig, build_grpo),
     "random": AgentEntry(FixedConfig, build_fixed),
     "tube": AgentEntry(FixedConfig, build_fixed),
+    "custom": AgentEntry(CustomConfig, build_custom),
 }
 
 
@@ -79,22 +85,24 @@ def build_agent(name: str, *, env: Any, config: Any = None, device: torch.device
                 actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
     """Build agent ``name`` for ``env``.
 
-    :param name: one of :data:`AGENTS` (``ppo``, ``reinforce``, ``grpo``, ``random``, ``tube``).
+    :param name: one of :data:`AGENTS` (``ppo``, ``reinforce``, ``grpo``, ``random``, ``tube``, ``custom``).
     :param env: the :class:`envs.MAEVectorEnv` (N, K, token width, grid and group size are
         read off it); for ``grpo`` its ``group_size`` must equal the config's.
     :param config: the agent's options: None (defaults), a dict of overrides, or the
         agent's config dataclass (:class:`PPOConfig`, :class:`ReinforceConfig`,
-        :class:`GRPOConfig`, :class:`FixedConfig`).
+        :class:`GRPOConfig`, :class:`FixedConfig`, :class:`CustomConfig`).
     :param device: where the networks live (the env's device).
     :param actor: use this actor instead of building ``config.actor`` (e.g. wrapped in
         DistributedDataParallel, or a test stand-in).
     :param critic: likewise for PPO's critic.
+    :raises TypeError: the builder returned something other than a Tianshou on-policy algorithm.
     """
     config = make_config(name, config)
     spec = EnvSpec.from_env(env)
     if spec.group_size != 1 and not hasattr(config, "group_size"):
         raise ValueError(f"agent {name!r} expects one copy per clip; the env has group_size={spec.group_size}")
-    return _entry(name).build(spec, config, torch.device(device), actor=actor, critic=critic)
+    algorithm = _entry(name).build(spec, config, torch.device(device), actor=actor, critic=critic)
+    return Agent(name=name, config=config, spec=spec, algorithm=algorithm)
 
 
 def _entry(name: str) -> AgentEntry:

@@ -82,8 +82,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
     env = agent_environment(model, cfg["mask_ratio"], group_size=int(cfg["agent"].get("group_size", 1)))
     agent = build_agent(cfg["agent"]["name"], env=env, config=cfg["agent"], device="cpu")
     agent.load_state_dict(state["agent"])
-    if agent.algorithm is not None:
-        agent.policy.actor.eval()
+    agent.algorithm.eval()
     return Pretrained(model, agent, cfg, env.num_visible)
 
 
@@ -141,10 +140,10 @@ def reconstruct(model: mae.PretrainVideoMAE, video: torch.Tensor,
 def policy_mask(pretrained: Pretrained, video: torch.Tensor, *, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The agent's single-draw probabilities ``(1, N)`` and its visible mask ``(1, N)`` for the clip."""
     agent, model, num_tokens = pretrained.agent, pretrained.model, pretrained.model.num_tokens
-    if agent.algorithm is None:  # fixed masker: every token equally likely to be drawn first
+    if not agent.learns:  # fixed masker: every token equally likely to be drawn first
         return torch.full((1, num_tokens), 1.0 / num_tokens), agent.policy.masks(1)
     logits, _ = agent.policy.actor(model.tokenize(video))
-    dist = PlackettLuce(logits, k=pretrained.num_visible, temperature=agent.config.softmax_temp)
+    dist = PlackettLuce(logits, k=pretrained.num_visible, temperature=agent.policy.temperature)
     action = dist.mode if deterministic else dist.sample()
     return dist.probs, mae.indices_to_mask(action, num_tokens)
 
@@ -215,7 +214,7 @@ def _attention_row(pretrained: Pretrained, video: torch.Tensor, query: tuple[int
     grid = pretrained.model.grid
     if any(not 0 <= q < g for q, g in zip(query, grid)):
         raise ValueError(f"--query {','.join(map(str, query))} is outside the token grid (T', H', W') = {grid}")
-    if pretrained.agent.algorithm is None:
+    if not pretrained.agent.learns:
         raise ValueError(f"--query needs a learned sampler; agent {pretrained.config['agent']['name']!r} has no actor")
     index = (query[0] * grid[1] + query[1]) * grid[2] + query[2]
     attention = actor_attention(pretrained.agent.policy.actor, pretrained.model.tokenize(video), index, grid)

@@ -284,7 +284,7 @@ def test_update_writes_the_advantages_it_used_into_the_buffer():
 
 # ---- registry ------------------------------------------------------------------------------------
 def test_registry_configs_and_errors():
-    assert set(AGENTS) == {"ppo", "reinforce", "grpo", "random", "tube"}
+    assert set(AGENTS) == {"ppo", "reinforce", "grpo", "random", "tube", "custom"}
     assert make_config("ppo") == PPOConfig()
     assert PPOConfig().objective == "paper" and PPOConfig().lr == 1.5e-6
     assert PPOConfig().policy_coef == PPOConfig().value_coef == PPOConfig().entropy_coef == 1e-4
@@ -331,6 +331,21 @@ def test_fixed_agents_act_validly_and_resume(name):
     assert agent.update(VectorReplayBuffer(4, 4)) == {}
     agent.load_state_dict(state)
     assert torch.equal(agent.policy(obs).act, act)
+
+
+def test_fixed_maskers_are_an_algorithm_that_learns_nothing_and_read_older_checkpoints():
+    from agents.algorithms import FixedMaskAlgorithm
+
+    env = make_env(batch=4)
+    env.reset(seed=0)
+    agent = build_agent("random", env=env, config={"seed": 3})
+    assert isinstance(agent.algorithm, FixedMaskAlgorithm) and not agent.learns
+    obs = Batch(obs=env.observation, info=Batch())
+    older = {"policy": agent.policy.state_dict()}  # the layout written before fixed maskers had an algorithm
+    act = agent.policy(obs).act
+    again = build_agent("random", env=env, config={"seed": 5})
+    again.load_state_dict(older)
+    assert torch.equal(again.policy(obs).act, act)
 
 
 # ---- one Collector + update cycle per agent on the tiny MAE env ----------------------------------

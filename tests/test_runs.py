@@ -227,6 +227,38 @@ def test_a_step_that_makes_a_weight_non_finite_is_undone(monkeypatch):
     assert {k: v for k, v in optimizer.state_dict()["state"].get(0, {}).items()}.keys() == state_before.keys()
 
 
+def stock_a2c(spec, config, device):
+    """A user's builder: Tianshou's own A2C on the token policy and critic."""
+    from tianshou.algorithm import A2C
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+
+    from agents.algorithms import SamplerConfig, build_critic_network, token_sampler_policy
+
+    critic = build_critic_network(spec, [16])
+    policy = token_sampler_policy(spec, SamplerConfig(actor="mha", num_heads=2), device, critic=critic)
+    return A2C(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=1e-3), gamma=1.0, gae_lambda=1.0)
+
+
+def test_a_stock_algorithm_gets_the_same_guard():
+    torch.manual_seed(0)
+    env = make_env()
+    agent = build_agent("custom", env=env, config={"_target_": "tests.test_runs.stock_a2c"})
+    buffer = VectorReplayBuffer(8, env.num_envs, ignore_obs_next=True)
+    collector = Collector(agent.policy, TianshouVectorEnv(env), buffer)
+    collector.reset()
+    with torch.no_grad():
+        collector.collect(n_step=8)
+    first = agent.update(buffer)
+    assert first["policy/skipped_nonfinite"] == 0 and first["policy/gradient_steps"] == 1 and "policy/vf_loss" in first
+    with torch.no_grad():
+        next(agent.algorithm.critic.parameters())[0].fill_(float("nan"))
+    before = _weights(agent)
+    stats = agent.update(buffer)
+    assert stats["policy/skipped_nonfinite"] == 1 and agent.consecutive_skipped == 1
+    after = _weights(agent)
+    assert all(torch.equal(before[k], after[k]) or torch.isnan(before[k]).any() for k in before)
+
+
 @pytest.mark.parametrize("override", ["agent.lr=1e6", "train.lr=1e30"])
 def test_a_diverged_run_stops_and_never_saves_non_finite_weights(tmp_path, override):
     import train_joint

@@ -1,35 +1,43 @@
 """One object per agent: what the training loop collects with, updates and checkpoints.
 
-Every entry of :data:`agents.registry.AGENTS` builds an :class:`Agent`; the loop never
-needs to know which algorithm is inside.
+Every entry of :data:`agents.registry.AGENTS` builds an :class:`Agent` around a Tianshou
+on-policy algorithm (the fixed maskers' learns nothing); the loop never needs to know which
+algorithm is inside.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from numbers import Real
 from typing import Any
 
-from tianshou.algorithm import Algorithm
-from tianshou.algorithm.algorithm_base import Policy
+import torch
+from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from agents.algorithms.common import EnvSpec, ScalarTrainingStats, nonfinite_skips
+from agents.algorithms.common import EnvSpec, guard_optimizers, nonfinite_skips
 
 
 class Agent:
-    """A policy to collect with, and the algorithm (or none) that learns from its buffer.
+    """A Tianshou on-policy algorithm, its policy to collect with, and the options of its update.
 
-    :param name: registry name (``ppo``, ``reinforce``, ``grpo``, ``random``, ``tube``).
-    :param config: the agent's options (a dataclass from its module).
+    :param name: registry name (``ppo``, ``reinforce``, ``grpo``, ``random``, ``tube``, ``custom``).
+    :param config: the agent's options (a dataclass from its module); ``batch_size`` and
+        ``update_steps_policy``, where it has them, set the update's minibatch and passes.
     :param spec: what the agent knows about the environment.
-    :param policy: the Tianshou policy handed to the Collector.
-    :param algorithm: the Tianshou algorithm that updates ``policy``; None for fixed maskers.
+    :param algorithm: the Tianshou algorithm; ``algorithm.policy`` is handed to the Collector.
+        Its optimisers are guarded against non-finite steps (:func:`guard_optimizers`).
     """
 
-    def __init__(self, *, name: str, config: Any, spec: EnvSpec, policy: Policy,
-                 algorithm: Algorithm | None) -> None:
+    def __init__(self, *, name: str, config: Any, spec: EnvSpec, algorithm: OnPolicyAlgorithm) -> None:
+        if not isinstance(algorithm, OnPolicyAlgorithm):
+            raise TypeError(f"agent {name!r}: train_joint.py's cycle (collect, update on the whole buffer, clear it) "
+                            f"is on-policy; expected a tianshou OnPolicyAlgorithm (Reinforce, A2C, PPO, ...), "
+                            f"got {type(algorithm).__name__}")
         self.name, self.config, self.spec = name, config, spec
-        self.policy, self.algorithm = policy, algorithm
+        self.algorithm = guard_optimizers(algorithm)
+        self.policy = algorithm.policy
 
     @property
     def group_size(self) -> int:
@@ -38,45 +46,46 @@ class Agent:
 
     @property
     def learns(self) -> bool:
-        return self.algorithm is not None
+        """The algorithm has weights to train (the fixed maskers' has none)."""
+        return any(p.requires_grad for p in self.algorithm.parameters())
 
     def update(self, buffer: ReplayBuffer) -> dict[str, float]:
         """Phase 2 of Algorithm 1: learn from every episode in ``buffer`` (lines 15-20).
 
         Runs ``algorithm.update`` inside Tianshou's training-step context with the agent's
         minibatch size and number of passes. The buffer is left as it is (the caller resets
-        it, line 22), with the advantages used written into its ``policy.adv`` slot.
+        it, line 22); the project's algorithms write the advantages they used into its
+        ``policy.adv`` slot.
 
-        :return: scalar stats keyed ``policy/...`` (means over the gradient steps); empty
-            for agents that do not learn.
+        :return: the algorithm's ``TrainingStats.get_loss_stats_dict()`` keyed ``policy/...``
+            (numbers only; a nested mapping's keys are joined with ``/``), with
+            ``policy/skipped_nonfinite`` and ``policy/update_time_s``; empty for agents that
+            do not learn.
         """
-        if self.algorithm is None:
-            return {}
-        if len(buffer) == 0:
+        if len(buffer) == 0 and self.learns:
             raise ValueError("update() got an empty buffer: collect episodes first")
         with policy_within_training_step(self.policy):
-            stats = self.algorithm.update(buffer=buffer, batch_size=self.config.batch_size,
-                                          repeat=self.config.update_steps_policy)
+            stats = self.algorithm.update(buffer=buffer, batch_size=getattr(self.config, "batch_size", None),
+                                          repeat=getattr(self.config, "update_steps_policy", 1))
         # Tianshou zeroes gradients before each backward, not after the step: drop them now, or
         # the sampler's gradients (one copy of its weights) sit in memory through the next
         # cycle's MAE steps, on top of the MAE's peak.
         self.algorithm.zero_grad(set_to_none=True)
-        assert isinstance(stats, ScalarTrainingStats)
-        out = {f"policy/{key}": float(value) for key, value in stats.scalars.items()}
-        out["policy/gradient_steps"] = float(stats.gradient_steps)
-        out["policy/skipped_nonfinite"] = float(nonfinite_skips(self.algorithm).total)
-        out["policy/update_time_s"] = float(stats.train_time)
+        out = {f"policy/{key}": value for key, value in _scalars(stats.get_loss_stats_dict()).items()}
+        if self.learns:
+            out["policy/skipped_nonfinite"] = float(nonfinite_skips(self.algorithm).total)
+            out["policy/update_time_s"] = float(stats.train_time)
         return out
 
     @property
     def skipped_nonfinite(self) -> int:
         """Gradient steps skipped for a non-finite loss, gradient or weight since the run began."""
-        return nonfinite_skips(self.algorithm).total if self.algorithm is not None else 0
+        return nonfinite_skips(self.algorithm).total
 
     @property
     def consecutive_skipped(self) -> int:
         """Gradient steps skipped in a row, up to the last one."""
-        return nonfinite_skips(self.algorithm).consecutive if self.algorithm is not None else 0
+        return nonfinite_skips(self.algorithm).consecutive
 
     def metadata(self) -> dict[str, Any]:
         """Plain values describing the agent and the token grid (HDF5 dump attributes)."""
@@ -91,21 +100,34 @@ class Agent:
         return meta
 
     def state_dict(self) -> dict[str, Any]:
-        """Actor, critic, reference policy, optimizer state (or a fixed masker's RNG)."""
-        if self.algorithm is None:
-            return {"policy": self.policy.state_dict()}
+        """The algorithm's state (actor, critic, reference policy, optimisers; a fixed masker's
+        generator) and the skip count."""
         skips = nonfinite_skips(self.algorithm)
         return {"algorithm": self.algorithm.state_dict(),
                 "skipped_nonfinite": {"total": skips.total, "consecutive": skips.consecutive}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.algorithm is None:
+        if "algorithm" not in state:  # a fixed masker's checkpoint from before it had an algorithm
             self.policy.load_state_dict(state["policy"])
-        else:
-            self.algorithm.load_state_dict(dict(state["algorithm"]))  # it pops the optimizer key
-            skips = nonfinite_skips(self.algorithm)
-            stored = state.get("skipped_nonfinite", {})  # absent in checkpoints written before the count
-            skips.total, skips.consecutive = int(stored.get("total", 0)), int(stored.get("consecutive", 0))
+            return
+        self.algorithm.load_state_dict(dict(state["algorithm"]))  # it pops the optimizer key
+        skips = nonfinite_skips(self.algorithm)
+        stored = state.get("skipped_nonfinite", {})  # absent in checkpoints written before the count
+        skips.total, skips.consecutive = int(stored.get("total", 0)), int(stored.get("consecutive", 0))
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, algorithm={type(self.algorithm).__name__})"
+
+
+def _scalars(stats: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a stats dict as floats (a nested mapping's keys joined with ``/``); anything
+    else (strings, arrays) is left out: a log takes scalars."""
+    out: dict[str, float] = {}
+    for key, value in stats.items():
+        if isinstance(value, Mapping):
+            out.update(_scalars(value, f"{prefix}{key}/"))
+        elif isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[f"{prefix}{key}"] = float(value)
+        elif isinstance(value, Real):  # Python and numpy numbers
+            out[f"{prefix}{key}"] = float(value)
+    return out

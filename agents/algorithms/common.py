@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import gymnasium as gym
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.algorithm_base import Algorithm, TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory, TorchOptimizerFactory
 from torch import nn
 
@@ -163,6 +163,10 @@ class ScalarTrainingStats(TrainingStats):
     scalars: dict[str, float]
     gradient_steps: int
 
+    def get_loss_stats_dict(self) -> dict[str, float]:
+        """Tianshou's logging view: each scalar by its own name, and ``gradient_steps``."""
+        return {**self.scalars, "gradient_steps": self.gradient_steps}
+
 
 class StatsAccumulator:
     """Collects per-minibatch scalars and averages them (one ``.item()`` per value)."""
@@ -199,16 +203,17 @@ def write_back_advantages(buffer: Any, indices: Any, adv_B: torch.Tensor) -> Non
 
 
 def minibatch_passes(algorithm: Any, batch: Any, batch_size: int | None, repeat: int) -> tuple[dict[str, float], int]:
-    """``repeat`` passes of ``algorithm.compute_loss`` + a guarded optimiser step over ``batch``.
+    """``repeat`` passes of ``algorithm.compute_loss`` + an optimiser step over ``batch``.
 
-    Minibatches come in a fresh random order each pass (numpy RNG); with no ``batch_size``
-    the whole batch is one minibatch, as is. Returns the stats' means and the step count.
+    The step is ``algorithm.optim.step(loss)``, guarded (:class:`GuardedOptimizer`). Minibatches
+    come in a fresh random order each pass (numpy RNG); with no ``batch_size`` the whole batch
+    is one minibatch, as is. Returns the stats' means and the step count.
     """
     accumulator, steps = StatsAccumulator(), 0
     for _ in range(repeat):
         for minibatch in batch.split(batch_size or -1, shuffle=batch_size is not None, merge_last=True):
             loss, stats = algorithm.compute_loss(minibatch)
-            guarded_step(algorithm, loss)
+            algorithm.optim.step(loss)
             accumulator.add(**stats)
             steps += 1
     return accumulator.means(), steps
@@ -233,21 +238,50 @@ def nonfinite_skips(algorithm: Any) -> NonFiniteSkips:
     return counter
 
 
-def guarded_step(algorithm: Any, loss: torch.Tensor) -> bool:
-    """``algorithm.optim.step(loss)`` (Tianshou's: zero grads, backward, clip, step), skipped when
-    the loss, the gradient norm or, after the step, any weight is not finite.
+class GuardedOptimizer(Algorithm.Optimizer):
+    """Tianshou's optimiser wrapper whose ``step(loss)`` is :func:`guarded_step`.
+
+    Every Tianshou algorithm steps through ``Algorithm.Optimizer.step(loss)``; :func:`guard_optimizers`
+    turns an algorithm's optimisers into these, so a stock ``PPO``, ``A2C`` or ``Reinforce`` gets the
+    same non-finite guard and skip count as the project's algorithms.
+    """
+
+    skips: NonFiniteSkips
+
+    def step(self, loss: torch.Tensor, retain_graph: bool | None = None, create_graph: bool = False) -> bool:
+        return guarded_step(self, loss, self.skips, retain_graph=retain_graph, create_graph=create_graph)
+
+
+def guard_optimizers(algorithm: Any) -> Any:
+    """Make every optimiser of a Tianshou ``algorithm`` a :class:`GuardedOptimizer` counting into
+    :func:`nonfinite_skips` of ``algorithm`` (idempotent); returns ``algorithm``.
+
+    Steps a custom algorithm takes on a torch optimiser of its own, outside Tianshou's
+    ``Algorithm.Optimizer``, or through a subclass of it, are not guarded.
+    """
+    skips = nonfinite_skips(algorithm)
+    for optim in getattr(algorithm, "_optimizers", ()):
+        if type(optim) is Algorithm.Optimizer:
+            optim.__class__ = GuardedOptimizer  # the same object: every reference to it is guarded
+        if isinstance(optim, GuardedOptimizer):
+            optim.skips = skips
+    return algorithm
+
+
+def guarded_step(optim: Any, loss: torch.Tensor, counter: NonFiniteSkips, *, retain_graph: bool | None = None,
+                 create_graph: bool = False) -> bool:
+    """``optim.step(loss)`` as Tianshou's ``Algorithm.Optimizer`` does it (zero grads, backward,
+    clip, step), skipped when the loss, the gradient norm or, after the step, any weight is not finite.
 
     A skipped step leaves weights and optimiser state as they were (a weight gone non-finite
-    is restored from a copy taken before the step) and is counted in :func:`nonfinite_skips`.
+    is restored from a copy taken before the step) and is counted in ``counter``.
     The backward always runs, so ranks that all-reduce gradients in it stay in step; under
     torch.distributed the decision is taken jointly (one rank's non-finite value skips the
     step on every rank). Returns whether the step was taken.
     """
-    optim = algorithm.optim
     module, torch_optim = optim._module, optim._optim
-    counter = nonfinite_skips(algorithm)
     torch_optim.zero_grad()
-    loss.backward()
+    loss.backward(retain_graph=retain_graph, create_graph=create_graph)
     params = [p for p in module.parameters() if p.grad is not None]
     max_norm = optim._max_grad_norm if optim._max_grad_norm is not None else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())

@@ -4,7 +4,9 @@ They act through the same Collector, buffer and logs as the learned samplers, so
 baseline run differs from a TATS run by ``agent=random`` alone. The masks come from
 :func:`mae.random_mask` and :func:`mae.tube_mask` (the project's one definition of each);
 the visible indices are put in a uniformly random order, so a random-masking action is
-distributed exactly as a Plackett-Luce draw from uniform logits. ``update`` learns nothing.
+distributed exactly as a Plackett-Luce draw from uniform logits. Their algorithm,
+:class:`FixedMaskAlgorithm`, learns nothing (as Tianshou's random agent), so the training
+loop treats every agent alike.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Optional, cast
 
 import torch
-from tianshou.algorithm.algorithm_base import Policy
-from tianshou.data import Batch
+from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm, Policy, TrainingStats
+from tianshou.data import Batch, ReplayBuffer
 from tianshou.data.types import ActBatchProtocol, ObsBatchProtocol
 
 import mae
-from agents.algorithms.agent import Agent
 from agents.algorithms.common import EnvSpec, _choice
 
 MASKERS = ("random", "tube")
@@ -79,8 +80,22 @@ class FixedMaskPolicy(Policy):
         self.generator.set_state(state["generator"])
 
 
+class FixedMaskAlgorithm(OnPolicyAlgorithm[FixedMaskPolicy]):
+    """The fixed maskers' algorithm: it has no weights and its update learns nothing."""
+
+    def __init__(self, *, policy: FixedMaskPolicy) -> None:
+        super().__init__(policy=policy)
+
+    def update(self, buffer: ReplayBuffer | None = None, batch_size: int | None = None,
+               repeat: int = 1) -> TrainingStats:
+        """Nothing to learn: the buffer is not read (empty stats)."""
+        return TrainingStats()
+
+    def _update_with_batch(self, batch: Any, batch_size: int | None, repeat: int) -> TrainingStats:
+        return TrainingStats()
+
+
 def build_fixed(spec: EnvSpec, config: FixedConfig, device: torch.device, *,
-                actor: Any = None, critic: Any = None) -> Agent:
+                actor: Any = None, critic: Any = None) -> FixedMaskAlgorithm:
     """A fixed masker (``config.name``); ``actor``/``critic`` are not used."""
-    policy = FixedMaskPolicy(masker=config.name, spec=spec, seed=config.seed)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=None)
+    return FixedMaskAlgorithm(policy=FixedMaskPolicy(masker=config.name, spec=spec, seed=config.seed))

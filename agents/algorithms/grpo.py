@@ -31,23 +31,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
-from tianshou.data import Batch, ReplayBuffer
+from tianshou.data import Batch
 from torch import nn
 
-from agents.algorithms.agent import Agent
-from agents.algorithms.common import (
-    EnvSpec,
-    SamplerConfig,
-    ScalarTrainingStats,
-    minibatch_passes,
-    _choice,
-    build_actor_network,
-    optimizer_factory,
-    write_back_advantages,
-)
-from agents.algorithms.objectives import OBJECTIVES, get_objective
-from agents.algorithms.policy import TokenSamplerPolicy
+from agents.algorithms.base import TokenSamplerAlgorithm
+from agents.algorithms.common import EnvSpec, SamplerConfig, _choice, optimizer_factory
+from agents.algorithms.objectives import OBJECTIVES
+from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 
 KL_ESTIMATORS = ("k3", "categorical")
 ADV_EPS = 1e-6
@@ -105,7 +95,7 @@ def group_advantages(returns_B: torch.Tensor, group_B: torch.Tensor, *, normaliz
     return centred / (std[inverse] + eps)
 
 
-class GRPO(OnPolicyAlgorithm[TokenSamplerPolicy]):
+class GRPO(TokenSamplerAlgorithm):
     """Group-relative advantages, clipped ratio, optional KL to a reference; no critic."""
 
     def __init__(
@@ -132,9 +122,8 @@ class GRPO(OnPolicyAlgorithm[TokenSamplerPolicy]):
         :param entropy_coef: weight of the entropy bonus.
         :param max_grad_norm: clip the actor's gradient norm; None = off.
         """
-        super().__init__(policy=policy)
+        super().__init__(objective=objective, policy=policy)
         _choice("kl_estimator", kl_estimator, KL_ESTIMATORS)
-        self.objective = get_objective(objective)
         if kl_coef > 0 and kl_estimator == "k3" and self.objective.masked:
             raise ValueError("kl_estimator='k3' needs an exact log-prob; with objective='paper' "
                              "use kl_estimator='categorical'")
@@ -149,27 +138,13 @@ class GRPO(OnPolicyAlgorithm[TokenSamplerPolicy]):
     # ---- group-relative advantages
     def prepare(self, batch: Batch) -> Batch:
         """Add ``returns``, ``adv`` (group-relative), ``logp_old`` and a long ``act``."""
-        device = next(self.policy.actor.parameters()).device
         if "group" not in batch.get("info", Batch()).get_keys():
             raise ValueError("GRPO needs info.group (the clip's group id): run the env in group mode")
-        batch.act = torch.as_tensor(batch.act, device=device).long()
-        batch.returns = self.objective.returns(torch.as_tensor(batch.rew, device=device))
-        group = torch.as_tensor(np.asarray(batch.info.group), device=device).long()
+        batch = self.prepare_actions_and_returns(batch)
+        group = torch.as_tensor(np.asarray(batch.info.group), device=self.device).long()
         batch.adv = group_advantages(batch.returns, group, normalize_std=self.normalize_std)
-        stored = batch.get("policy", Batch())
-        with torch.no_grad():
-            if self.objective.buffer_key in stored.get_keys():
-                batch.logp_old = torch.as_tensor(stored[self.objective.buffer_key], device=device).float()
-            else:
-                batch.logp_old = self.objective.log_prob(self.policy.distribution(batch), batch.act)
+        batch.logp_old = self.old_log_prob(batch)
         return batch
-
-    def _preprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> Batch:
-        return self.prepare(batch)
-
-    def _postprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> None:
-        write_back_advantages(buffer, indices, batch.adv)
-        super()._postprocess_batch(batch, buffer, indices)
 
     # ---- loss
     def kl_to_reference(self, dist: Any, minibatch: Batch) -> torch.Tensor:
@@ -201,28 +176,16 @@ class GRPO(OnPolicyAlgorithm[TokenSamplerPolicy]):
                      "approx_kl": ((ratio - 1.0) - log_ratio).mean()}
         return loss, {key: value.detach() for key, value in stats.items()}
 
-    def _update_with_batch(self, batch: Batch, batch_size: int | None, repeat: int) -> ScalarTrainingStats:
-        scalars, steps = minibatch_passes(self, batch, batch_size, repeat)
-        scalars.update(adv_mean=float(batch.adv.mean()), adv_std=float(batch.adv.std()) if len(batch) > 1 else 0.0,
-                       return_mean=float(batch.returns.mean()))
-        return ScalarTrainingStats(scalars=scalars, gradient_steps=steps)
-
 
 def build_grpo(spec: EnvSpec, config: GRPOConfig, device: torch.device, *,
-               actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+               actor: nn.Module | None = None, critic: nn.Module | None = None) -> GRPO:
     """GRPO with the configured actor; the env must repeat each clip ``group_size`` times."""
     if spec.group_size != config.group_size:
         raise ValueError(f"grpo with group_size={config.group_size} needs an environment in group mode "
                          f"with the same group_size; the env has group_size={spec.group_size}")
-    actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
-    policy = TokenSamplerPolicy(
-        actor=actor, num_visible=spec.num_visible, action_space=spec.action_space,
-        temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
-        normalize_entropy=config.normalize_entropy, store_probs=config.store_probs,
-        deterministic_eval=config.deterministic_eval)
-    algorithm = GRPO(
+    policy = token_sampler_policy(spec, config, device, actor=actor)
+    return GRPO(
         policy=policy, optim=optimizer_factory(config), objective=config.objective,
         normalize_std=config.normalize_std, eps_clip=config.eps_clip, kl_coef=config.kl_coef,
         kl_estimator=config.kl_estimator, entropy_coef=config.entropy_coef,
         max_grad_norm=config.max_grad_norm)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)

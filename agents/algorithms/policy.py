@@ -106,3 +106,26 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
                 extras.probs = dist.probs
         result.policy = extras
         return cast(DistBatchProtocol, result)
+
+
+def token_sampler_policy(spec: Any, config: Any = None, device: torch.device | str = "cpu", *,
+                         actor: nn.Module | None = None, critic: nn.Module | None = None) -> TokenSamplerPolicy:
+    """The token sampler's policy as the options ``config`` describe it, on ``device``.
+
+    :param spec: the environment's :class:`~agents.algorithms.common.EnvSpec` (N, K, D, grid, action space).
+    :param config: a :class:`~agents.algorithms.common.SamplerConfig` (or a subclass); None = its defaults.
+        Read: ``actor`` and its network options, ``softmax_temp``, ``masked_logprob``,
+        ``normalize_entropy``, ``store_probs``, ``deterministic_eval``.
+    :param device: where actor and critic live.
+    :param actor: use this actor instead of building ``config.actor``.
+    :param critic: a value network whose estimate is stored with each episode (PPO); None = none.
+    """
+    from agents.algorithms.common import SamplerConfig, build_actor_network
+
+    config = config if config is not None else SamplerConfig()
+    actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
+    return TokenSamplerPolicy(
+        actor=actor, critic=critic.to(device) if critic is not None else None, num_visible=spec.num_visible,
+        action_space=spec.action_space, temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
+        normalize_entropy=config.normalize_entropy, store_probs=config.store_probs,
+        deterministic_eval=config.deterministic_eval)

@@ -25,26 +25,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from tianshou.algorithm import PPO
-from tianshou.data import Batch, ReplayBuffer
+from tianshou.data import Batch
 from torch import nn
 
-from agents.algorithms.agent import Agent
+from agents.algorithms.base import TokenSamplerAlgorithm
 from agents.algorithms.common import (
     EnvSpec,
     SamplerConfig,
-    ScalarTrainingStats,
-    minibatch_passes,
     _choice,
     build_actor_network,
     build_critic_network,
     optimizer_factory,
-    write_back_advantages,
 )
-from agents.algorithms.objectives import OBJECTIVES, get_objective
-from agents.algorithms.policy import TokenSamplerPolicy
+from agents.algorithms.objectives import OBJECTIVES
+from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 
 RATIO_ON = ("stored", "resampled")
 
@@ -91,7 +87,7 @@ class PPOConfig(SamplerConfig):
             raise ValueError(f"dual_clip must be > 1 or null, got {self.dual_clip}")
 
 
-class TATSPPO(PPO):
+class TATSPPO(TokenSamplerAlgorithm, PPO):
     """Tianshou's PPO with the TATS objective: coefficient c1, one-step advantages,
     the objective's log-prob, and optional re-sampled ratios."""
 
@@ -127,45 +123,22 @@ class TATSPPO(PPO):
         :param ratio_on: ``"stored"`` or ``"resampled"`` (see the module docstring).
         :param max_grad_norm: clip the gradient norm of actor and critic; None = off.
         """
-        super().__init__(policy=policy, critic=critic, optim=optim, eps_clip=eps_clip, dual_clip=dual_clip,
-                         value_clip=value_clip, advantage_normalization=advantage_normalization, vf_coef=value_coef,
-                         ent_coef=entropy_coef, max_grad_norm=max_grad_norm, gae_lambda=1.0, gamma=1.0)
+        super().__init__(objective=objective, policy=policy, critic=critic, optim=optim, eps_clip=eps_clip,
+                         dual_clip=dual_clip, value_clip=value_clip, advantage_normalization=advantage_normalization,
+                         vf_coef=value_coef, ent_coef=entropy_coef, max_grad_norm=max_grad_norm, gae_lambda=1.0,
+                         gamma=1.0)
         _choice("ratio_on", ratio_on, RATIO_ON)
-        self.objective = get_objective(objective)
         self.policy_coef = policy_coef
         self.ratio_on = ratio_on
 
     # ---- advantages: A = R - V_old, one-step episodes (Eq. 8)
     def prepare(self, batch: Batch) -> Batch:
         """Add ``returns`` (R), ``v_s`` (V_old), ``adv`` (R - V_old), ``logp_old`` and a long ``act``."""
-        device = next(self.critic.parameters()).device
-        stored = batch.get("policy", Batch())
-        batch.act = torch.as_tensor(batch.act, device=device).long()
-        batch.returns = self.objective.returns(torch.as_tensor(batch.rew, device=device))
-        with torch.no_grad():
-            if "value" in stored.get_keys():
-                batch.v_s = torch.as_tensor(stored.value, device=device).float()
-            else:
-                batch.v_s = self._chunked(batch, lambda mb: self.critic(mb.obs).float().flatten())
-            key = self.objective.buffer_key
-            if key in stored.get_keys():
-                batch.logp_old = torch.as_tensor(stored[key], device=device).float()
-            else:
-                batch.logp_old = self._chunked(
-                    batch, lambda mb: self.objective.log_prob(self.policy.distribution(mb), mb.act))
+        batch = self.prepare_actions_and_returns(batch)
+        batch.v_s = self.stored_or_computed(batch, "value", lambda mb: self.critic(mb.obs).float().flatten())
+        batch.logp_old = self.old_log_prob(batch)
         batch.adv = batch.returns - batch.v_s
         return batch
-
-    def _chunked(self, batch: Batch, fn: Any) -> torch.Tensor:
-        parts = [fn(mb) for mb in batch.split(self.max_batchsize, shuffle=False, merge_last=True)]
-        return torch.cat(parts)
-
-    def _preprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> Batch:
-        return self.prepare(batch)
-
-    def _postprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> None:
-        write_back_advantages(buffer, indices, batch.adv)
-        super()._postprocess_batch(batch, buffer, indices)
 
     # ---- loss: L_S = -J_PPO (Eq. 7)
     def compute_loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -200,27 +173,16 @@ class TATSPPO(PPO):
             }
         return loss, {key: value.detach() for key, value in stats.items()}
 
-    def _update_with_batch(self, batch: Batch, batch_size: int | None, repeat: int) -> ScalarTrainingStats:
-        scalars, steps = minibatch_passes(self, batch, batch_size, repeat)
-        scalars.update(adv_mean=float(batch.adv.mean()), adv_std=float(batch.adv.std()) if len(batch) > 1 else 0.0,
-                       return_mean=float(batch.returns.mean()))
-        return ScalarTrainingStats(scalars=scalars, gradient_steps=steps)
-
 
 def build_ppo(spec: EnvSpec, config: PPOConfig, device: torch.device, *,
-              actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+              actor: nn.Module | None = None, critic: nn.Module | None = None) -> TATSPPO:
     """TATS: actor (``config.actor``), critic on the mean token, :class:`TATSPPO`."""
-    actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
-    critic = (critic if critic is not None else build_critic_network(spec, config.critic_hidden, config.critic_input)).to(device)
-    policy = TokenSamplerPolicy(
-        actor=actor, critic=critic, num_visible=spec.num_visible, action_space=spec.action_space,
-        temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
-        normalize_entropy=config.normalize_entropy, store_probs=config.store_probs,
-        deterministic_eval=config.deterministic_eval)
-    algorithm = TATSPPO(
-        policy=policy, critic=critic, optim=optimizer_factory(config), objective=config.objective,
+    actor = actor if actor is not None else build_actor_network(spec, config)  # first: the seeded init order
+    critic = critic if critic is not None else build_critic_network(spec, config.critic_hidden, config.critic_input)
+    policy = token_sampler_policy(spec, config, device, actor=actor, critic=critic)
+    return TATSPPO(
+        policy=policy, critic=policy.critic, optim=optimizer_factory(config), objective=config.objective,
         eps_clip=config.eps_clip, dual_clip=config.dual_clip, value_clip=config.value_clip,
         policy_coef=config.policy_coef, value_coef=config.value_coef,
         entropy_coef=config.entropy_coef, advantage_normalization=config.advantage_normalization,
         ratio_on=config.ratio_on, max_grad_norm=config.max_grad_norm)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)

@@ -31,19 +31,10 @@ from tianshou.algorithm import Reinforce
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
-from agents.algorithms.agent import Agent
-from agents.algorithms.common import (
-    EnvSpec,
-    SamplerConfig,
-    ScalarTrainingStats,
-    minibatch_passes,
-    _choice,
-    build_actor_network,
-    optimizer_factory,
-    write_back_advantages,
-)
-from agents.algorithms.objectives import OBJECTIVES, get_objective
-from agents.algorithms.policy import TokenSamplerPolicy
+from agents.algorithms.base import TokenSamplerAlgorithm
+from agents.algorithms.common import EnvSpec, SamplerConfig, _choice, optimizer_factory
+from agents.algorithms.objectives import OBJECTIVES
+from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 
 ESTIMATORS = ("token", "clip")
 BASELINES = ("batch", "ema", "none")
@@ -77,7 +68,7 @@ class ReinforceConfig(SamplerConfig):
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
 
 
-class AdaMAEReinforce(Reinforce):
+class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
     """Tianshou's REINFORCE with AdaMAE's token-level weighting (or a clip-level baseline)."""
 
     def __init__(
@@ -102,52 +93,44 @@ class AdaMAEReinforce(Reinforce):
         :param entropy_coef: weight of the entropy bonus.
         :param max_grad_norm: clip the actor's gradient norm; None = off.
         """
-        super().__init__(policy=policy, optim=optim, gamma=1.0)
+        super().__init__(objective=objective, policy=policy, optim=optim, gamma=1.0)
         _choice("estimator", estimator, ESTIMATORS)
         _choice("baseline", baseline, BASELINES)
         # Reinforce's constructor takes no max_grad_norm; its optimizer wrapper reads this
         # attribute in step().
         self.optim._max_grad_norm = max_grad_norm
         self.estimator, self.baseline, self.baseline_decay = estimator, baseline, baseline_decay
-        self.objective = get_objective(objective)
         self.entropy_coef = entropy_coef
         # EMA baseline and whether it has been set: buffers, so checkpoints carry them
         self.register_buffer("baseline_ema", torch.zeros(()))
         self.register_buffer("baseline_ema_set", torch.zeros((), dtype=torch.bool))
 
     def prepare(self, batch: Batch) -> Batch:
-        """Add a long ``act``; token: ``token_error``; clip: ``returns``, ``adv`` = R - b."""
-        device = next(self.policy.actor.parameters()).device
-        batch.act = torch.as_tensor(batch.act, device=device).long()
+        """Add a long ``act`` and ``returns``; token: ``token_error``; clip: ``adv`` = R - b."""
+        batch = self.prepare_actions_and_returns(batch)
         if self.estimator == "token":
             if "token_error" not in batch.get("info", Batch()).get_keys():
                 raise ValueError("the token estimator needs info.token_error (the env's per-token error)")
-            batch.token_error = torch.as_tensor(batch.info.token_error, device=device).float()
+            batch.token_error = torch.as_tensor(batch.info.token_error, device=self.device).float()
             return batch
-        batch.returns = self.objective.returns(torch.as_tensor(batch.rew, device=device))
         mean = batch.returns.mean()
         if self.baseline == "batch":
             base = mean
         elif self.baseline == "ema":
             base = self.baseline_ema if bool(self.baseline_ema_set) else mean
         else:
-            base = torch.zeros((), device=device)
+            base = torch.zeros((), device=self.device)
         batch.baseline = base.detach().clone().expand_as(batch.returns)
         batch.adv = batch.returns - base
         return batch
 
-    def _preprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> Batch:
-        return self.prepare(batch)
-
     def _postprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> None:
-        if self.estimator == "clip":
-            write_back_advantages(buffer, indices, batch.adv)
-            if self.baseline == "ema":
-                mean = batch.returns.mean().to(self.baseline_ema)
-                decay = self.baseline_decay if bool(self.baseline_ema_set) else 0.0
-                self.baseline_ema.copy_(decay * self.baseline_ema + (1.0 - decay) * mean)
-                self.baseline_ema_set.fill_(True)
-        super()._postprocess_batch(batch, buffer, indices)
+        super()._postprocess_batch(batch, buffer, indices)  # writes back the clip estimator's advantages
+        if self.estimator == "clip" and self.baseline == "ema":
+            mean = batch.returns.mean().to(self.baseline_ema)
+            decay = self.baseline_decay if bool(self.baseline_ema_set) else 0.0
+            self.baseline_ema.copy_(decay * self.baseline_ema + (1.0 - decay) * mean)
+            self.baseline_ema_set.fill_(True)
 
     def compute_loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """REINFORCE loss on a prepared minibatch, and its parts (detached) for logging."""
@@ -167,26 +150,18 @@ class AdaMAEReinforce(Reinforce):
         stats.update(loss=loss, pg_loss=pg_loss, entropy=entropy)
         return loss, {key: value.detach() for key, value in stats.items()}
 
-    def _update_with_batch(self, batch: Batch, batch_size: int | None, repeat: int) -> ScalarTrainingStats:
-        scalars, steps = minibatch_passes(self, batch, batch_size, repeat)
+    def batch_stats(self, batch: Batch) -> dict[str, float]:
+        stats = super().batch_stats(batch)
         if self.estimator == "clip":
-            scalars.update(adv_mean=float(batch.adv.mean()), return_mean=float(batch.returns.mean()),
-                           adv_std=float(batch.adv.std()) if len(batch) > 1 else 0.0,
-                           baseline=float(batch.baseline[0]))
-        return ScalarTrainingStats(scalars=scalars, gradient_steps=steps)
+            stats["baseline"] = float(batch.baseline[0])
+        return stats
 
 
 def build_reinforce(spec: EnvSpec, config: ReinforceConfig, device: torch.device, *,
-                    actor: nn.Module | None = None, critic: nn.Module | None = None) -> Agent:
+                    actor: nn.Module | None = None, critic: nn.Module | None = None) -> AdaMAEReinforce:
     """AdaMAE's sampler (MHA actor by default) trained with :class:`AdaMAEReinforce`."""
-    actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
-    policy = TokenSamplerPolicy(
-        actor=actor, num_visible=spec.num_visible, action_space=spec.action_space,
-        temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
-        normalize_entropy=config.normalize_entropy, store_probs=config.store_probs,
-        deterministic_eval=config.deterministic_eval)
-    algorithm = AdaMAEReinforce(
+    policy = token_sampler_policy(spec, config, device, actor=actor)
+    return AdaMAEReinforce(
         policy=policy, optim=optimizer_factory(config), estimator=config.estimator,
         objective=config.objective, baseline=config.baseline, baseline_decay=config.baseline_decay,
         entropy_coef=config.entropy_coef, max_grad_norm=config.max_grad_norm)
-    return Agent(name=config.name, config=config, spec=spec, policy=policy, algorithm=algorithm)
