@@ -78,6 +78,12 @@ def run_cli(function: Callable[[Any], Any], cfg: Any) -> Any:
         sys.exit(EXIT_USER_ERROR)
 
 
+def run_tool(main: Callable[[], Any]) -> Any:
+    """A ``tools.*`` script's argparse ``main()``: a user error prints ``error: ...`` and exits with
+    status 2 (argparse reports a bad command line itself, also with status 2)."""
+    return run_cli(lambda _: main(), None)
+
+
 def _hydra_error_types() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException

@@ -27,3 +27,19 @@ class RandomClips(Dataset):
         g = torch.Generator().manual_seed(index)
         video = torch.randn(3, self.frames, self.size, self.size, generator=g)
         return {"video": video, "label": index % 3, "index": index, "skipped": 0}
+
+
+def collect_steps(agent, env, *, capacity: int, n_step: int = 8):
+    """Collect ``n_step`` transitions of ``agent`` in ``env`` through Tianshou into a fresh
+    ``VectorReplayBuffer`` of ``capacity``; returns the buffer."""
+    from tianshou.data import Collector, VectorReplayBuffer
+
+    from envs import TianshouVectorEnv
+
+    adapter = TianshouVectorEnv(env)
+    buffer = VectorReplayBuffer(capacity, len(adapter), ignore_obs_next=True)
+    collector = Collector(agent.policy, adapter, buffer)
+    collector.reset()
+    with torch.no_grad():
+        collector.collect(n_step=n_step)
+    return buffer

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tianshou.data import Batch, Collector, VectorReplayBuffer
+from tianshou.data import Batch, VectorReplayBuffer
 
 from agents.algorithms import (
     GRPOConfig,
@@ -19,7 +19,7 @@ from agents.algorithms import (
 from agents import inspect as inspector
 from agents.buffers import dump_hdf5, read_rollouts
 from agents.registry import AGENTS, build_agent, group_size_of, make_config
-from envs import TianshouVectorEnv
+from tests.helpers import collect_steps
 from tests.test_env import make_env
 
 N, K, B = 5, 2, 3
@@ -360,12 +360,7 @@ def test_collect_and_update_smoke(name, options, tmp_path):
     torch.manual_seed(0)
     env = make_env(batch=4 // group_size_of(name, options), group_size=group_size_of(name, options))
     agent = build_agent(name, env=env, config=options)
-    adapter = TianshouVectorEnv(env)
-    buffer = VectorReplayBuffer(16, len(adapter), ignore_obs_next=True)
-    collector = Collector(agent.policy, adapter, buffer)
-    collector.reset()
-    with torch.no_grad():
-        collector.collect(n_step=8)
+    buffer = collect_steps(agent, env, capacity=16)
     data = buffer[:]
     assert len(data) == 8 and data.act.shape == (8, env.num_visible)
     before = {k: v.clone() for k, v in agent.policy.state_dict().items() if torch.is_tensor(v)}

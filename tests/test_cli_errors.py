@@ -148,3 +148,15 @@ def test_inspect_names_a_file_that_is_not_a_rollout_dump(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and all(line.startswith("error:") for line in lines)
     assert "not a rollout dump" in lines[0] and "absent.h5" in lines[1]
+
+
+@pytest.mark.parametrize("tool, args", [("tools.motion_visibility", ["{missing}"]),
+                                        ("tools.subset_list", ["{missing}", "{out}"])])
+def test_tools_report_a_missing_file_in_one_line(tmp_path, tool, args):
+    missing, out = tmp_path / "absent.file", tmp_path / "subset.txt"
+    argv = [arg.format(missing=missing, out=out) for arg in args]
+    result = subprocess.run([sys.executable, "-m", tool, *argv], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "absent.file" in lines[0] and "Traceback" not in result.stderr

@@ -20,6 +20,7 @@ from envs import TianshouVectorEnv
 from runtime import checkpoint
 from runtime.errors import CheckpointError, RunStopped, UserError
 from runtime.resume import ResumeConfigError, commit_run_dir, config_changes, prepare_run_dir
+from tests.helpers import collect_steps
 from tests.test_env import make_env
 from tests.test_train_joint import ROOT, SMALL, compose_cfg
 
@@ -172,13 +173,7 @@ def _ppo_with_a_buffer():
     torch.manual_seed(0)
     env = make_env()
     agent = build_agent("ppo", env=env, config={"num_heads": 2, "critic_hidden": [16]})
-    adapter = TianshouVectorEnv(env)
-    buffer = VectorReplayBuffer(8, len(adapter), ignore_obs_next=True)
-    collector = Collector(agent.policy, adapter, buffer)
-    collector.reset()
-    with torch.no_grad():
-        collector.collect(n_step=8)
-    return agent, buffer
+    return agent, collect_steps(agent, env, capacity=8)
 
 
 def _weights(agent):

@@ -68,4 +68,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from runtime.errors import run_tool
+
+    run_tool(main)

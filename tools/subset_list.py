@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from data.video_dataset import parse_list_file
+from runtime.errors import report_error
 
 
 def subset_lines(list_file: str | os.PathLike, fraction: float, seed: int = 0) -> list[str]:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lines = subset_lines(args.list_file, args.fraction, args.seed)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}")
+        report_error(error)
         return 2
     with open(args.out, "w", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
@@ -68,4 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from runtime.errors import run_tool
+
+    raise SystemExit(run_tool(main))
