@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     except RuntimeError as error:  # a sub-run failed: one line, its log named
         raise SystemExit(f"error: {error}") from None
     name = f"{args.command}-seed{args.seed}" + ("" if args.command != "static" else "-" + "-".join(
-        [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects]))
+        [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects,
+         args.contrast]))
     path = Path(args.out) / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
