@@ -86,10 +86,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dataset = build_dataset(
         cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
         sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
-        tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, synthetic_clips=cfg.data.synthetic_clips,
-        synthetic_background=cfg.data.synthetic_background, synthetic_objects=cfg.data.synthetic_objects,
-        synthetic_contrast=cfg.data.synthetic_contrast, synthetic_fresh=cfg.data.synthetic_fresh,
-        reader=cfg.data.reader)
+        tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, reader=cfg.data.reader,
+        **{key: value for key, value in cfg.data.items() if key.startswith("synthetic_")})  # the built-in clips
     agent_group_size = int(cfg.agent.get("group_size", 1))
     if cfg.train.batch_size % agent_group_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "

@@ -35,7 +35,7 @@ from envs.clip_source import ClipSource
 from envs.mae_optimizer import MAEOptimizer
 from envs.spaces import token_spaces
 from mae import PretrainVideoMAE, indices_to_mask, num_visible
-from mae.baselines import copy_prediction
+from mae.baselines import copy_prediction, prediction_loss
 
 MODES = ("train", "frozen")
 GROUP_UPDATES = ("all", "first")
@@ -158,8 +158,8 @@ class MAEVectorEnv(VectorEnv):
         info = self._info(out.per_token.detach(), visible)
         self.last_stats = {**self.last_stats, "loss": float(reward.mean())}
         with torch.no_grad():  # what copying the nearest visible time step scores on the same clips and masks
-            copy = copy_prediction(target, visible, self.mae.grid)[~visible].view(target.shape[0], -1, target.shape[-1])
-            self.last_stats["copy_loss"] = float(self.mae.reconstruction_loss(copy, target, visible).per_clip.mean())
+            copy = copy_prediction(target, visible, self.mae.grid)
+            self.last_stats["copy_loss"] = float(prediction_loss(copy, target, visible, self.mae.loss_type).mean())
         if self._batch["motion"] is not None:  # built-in data: which tokens a moving object covers
             self.last_stats["motion_enrichment"] = motion_enrichment(visible, self._batch["motion"])[0]
         if self.render_mode is not None:

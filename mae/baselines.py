@@ -59,11 +59,17 @@ def trivial_predictions(target: torch.Tensor, visible: torch.Tensor,
             "copy": copy_prediction(target, visible, grid)}
 
 
+def prediction_loss(prediction: torch.Tensor, target: torch.Tensor, visible: torch.Tensor,
+                    loss: str = "mse") -> torch.Tensor:
+    """Eq. 6 of a full ``(B, N, C)`` prediction, scored on the masked tokens of ``visible``: ``(B,)``."""
+    masked = prediction[~visible].view(target.shape[0], -1, target.shape[-1])
+    return reconstruction_loss(masked, target, visible, loss=loss).per_clip
+
+
 def trivial_losses(target: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int, int],
                    loss: str = "mse") -> dict[str, torch.Tensor]:
     """Eq. 6 of each trivial predictor, per clip ``(B,)``, on the masked tokens of ``visible``."""
-    return {name: reconstruction_loss(pred[~visible].view(target.shape[0], -1, target.shape[-1]),
-                                      target, visible, loss=loss).per_clip
+    return {name: prediction_loss(pred, target, visible, loss)
             for name, pred in trivial_predictions(target, visible, grid).items()}
 
 

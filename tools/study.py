@@ -26,10 +26,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from data.synthetic import CONTRASTS
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from tools.motion_visibility import evaluate_checkpoint
-from tools.testbed import TESTBED_DATA, run, top1
+from tools.testbed import run, testbed_data, top1
 
 BASELINE = "no pretraining"
 REFERENCE = "random"
@@ -88,9 +89,8 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
         result_file.write_text(json.dumps(row))
         return row
     ckpt = run_dir / "checkpoint-latest.pt"
-    contrast = f"data.synthetic_contrast={args.contrast}"
-    testbed_data = [key for key in TESTBED_DATA if not key.startswith("data.synthetic_contrast=")] + [contrast]
-    probe_data = [*testbed_data, f"data.synthetic_clips={args.probe_clips}",
+    contrast = f"data.synthetic_contrast={args.contrast}"  # train_joint's preset sets the other data keys
+    probe_data = [*testbed_data(args.contrast), f"data.synthetic_clips={args.probe_clips}",
                   f"test.synthetic_clips={args.test_clips}",
                   "data.num_workers=0", f"seed={seed}"]
     row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=512, help="MAE steps of every pretraining run")
     parser.add_argument("--probe-clips", type=int, default=1024, help="training clips of each linear probe")
     parser.add_argument("--test-clips", type=int, default=512, help="held-out clips each probe is scored on")
-    parser.add_argument("--contrast", choices=("bright", "random"), default="bright",
+    parser.add_argument("--contrast", choices=CONTRASTS, default="bright",
                         help="data.synthetic_contrast of every run (random: the data of the first study)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     parser.add_argument("--arms", nargs="+", help="only these rows (names as in the table)")

@@ -34,23 +34,27 @@ import torch
 from timm.optim import create_optimizer_v2
 
 import mae
-from data.synthetic import SyntheticMotionVideos, repeat_first_frame
+from data.synthetic import CONTRASTS, SyntheticMotionVideos, repeat_first_frame
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 
 ROOT = Path(__file__).resolve().parents[1]
-# The testbed's data keys (configs/preset/cpu.yaml), for the downstream entry points, which take no preset.
-TESTBED_DATA = ["data.num_frames=16", "data.synthetic_background=smooth", "data.synthetic_objects=solid",
-                "data.synthetic_contrast=bright"]
 NUM_CLASSES = len(SyntheticMotionVideos.CLASSES)
 # The from-scratch fine-tune that shows the label's ceiling: VideoMAE's recipe without what breaks a
 # direction label on 32-pixel clips (random resized crops down to 8 % of the frame change speeds and,
 # through the aspect ratio, directions; mixup and cutmix blend two directions; RandAugment shears and
 # rotates), at a learning rate that trains the micro ViT from scratch in a few hundred steps, with a
 # head initialised at full scale (VideoMAE's 1e-3 suits a pretrained encoder, not a random one).
-FINETUNE_CEILING = ["train.lr=1e-3", "train.head_init_scale=1", "train.batch_size=16", "train.warmup_epochs=1", "train.layer_decay=1",
-                    "train.drop_path=0", "train.mixup=0", "train.cutmix=0", "train.randaug=null",
-                    "train.crop_scale=[1.0,1.0]"]
+FINETUNE_CEILING = ["train.lr=1e-3", "train.head_init_scale=1", "train.batch_size=16", "train.warmup_epochs=1",
+                    "train.layer_decay=1", "train.drop_path=0", "train.mixup=0", "train.cutmix=0",
+                    "train.randaug=null", "train.crop_scale=[1.0,1.0]"]
+
+
+def testbed_data(contrast: str = "bright") -> list[str]:
+    """The testbed's data keys (configs/preset/cpu.yaml), for the downstream entry points, which take
+    no preset; ``contrast="random"`` gives the earlier clips."""
+    return ["data.num_frames=16", "data.synthetic_background=smooth", "data.synthetic_objects=solid",
+            f"data.synthetic_contrast={contrast}"]
 
 
 def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch.Tensor:
@@ -157,14 +161,14 @@ def run_moving(args: argparse.Namespace) -> dict:
     for name, extra in probes.items():
         probe_dir = run_dir / f"probe-{name}"
         if not (probe_dir / "metrics.json").is_file():
-            run(["-m", "downstream.linear_probe", *extra, *TESTBED_DATA, f"seed={args.seed}",
+            run(["-m", "downstream.linear_probe", *extra, *testbed_data(), f"seed={args.seed}",
                  f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
                  f"output_dir={probe_dir}"], out / f"probe-{name}-seed{args.seed}.log")
         result[f"probe_{name}"] = top1(probe_dir)
     finetune_dir = run_dir / "finetune-scratch"
     if not args.no_finetune:
         if not (finetune_dir / "metrics.json").is_file():
-            run(["-m", "downstream.finetune", "model=micro", *TESTBED_DATA, *FINETUNE_CEILING, f"seed={args.seed}",
+            run(["-m", "downstream.finetune", "model=micro", *testbed_data(), *FINETUNE_CEILING, f"seed={args.seed}",
                  f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
                  f"train.epochs={args.finetune_epochs}", f"output_dir={finetune_dir}"],
                 out / f"finetune-seed{args.seed}.log")
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     static.add_argument("--pos-embed", choices=("1d", "3d"), default="3d")
     static.add_argument("--background", choices=("smooth", "textured", "flat"), default="smooth")
     static.add_argument("--objects", choices=("solid", "striped"), default="solid")
-    static.add_argument("--contrast", choices=("bright", "random"), default="bright")
+    static.add_argument("--contrast", choices=CONTRASTS, default="bright")
     moving = sub.add_parser("moving", help="moving clips at 0.9: MAE against trivial predictors, probes")
     moving.add_argument("--steps", type=int, default=2048, help="MAE steps of train_joint.py agent=random")
     moving.add_argument("--mask-ratio", type=float, default=0.9)
