@@ -176,6 +176,9 @@ class ProbeTrainConfig:
 @dataclass
 class LinearProbeConfig(DownstreamConfig):
     train: ProbeTrainConfig = field(default_factory=ProbeTrainConfig)
+    head: str = "linear"
+    """linear (MAE's protocol: BatchNorm + Linear on the mean token) | attentive (a learned query
+    cross-attends over all tokens, then LayerNorm + Linear; train it with train.opt=adamw)."""
     output_dir: str = "runs/linprobe-${model.name}-${data.name}"
     """Where logs, the resolved config, the probe's weights and metrics.json go."""
 
@@ -226,6 +229,8 @@ def validate_downstream(cfg: Any) -> None:
         require(Path(cfg.test.list).is_file(), f"test.list: no such file: {cfg.test.list}")
         if cfg.data.root is not None:
             require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")
+    if "head" in cfg:  # probing
+        require(cfg.head in ("linear", "attentive"), f"head must be linear or attentive, got {cfg.head!r}")
     train = cfg.train
     require(train.epochs > 0, f"train.epochs must be positive, got {train.epochs}")
     require(train.batch_size > 0, f"train.batch_size must be positive, got {train.batch_size}")

@@ -1,12 +1,16 @@
-"""Linear probing: a linear classifier on the frozen encoder's mean-pooled features.
+"""Probing a frozen encoder: a linear classifier on its mean-pooled features, or an attentive probe.
 
     python -m downstream.linear_probe checkpoint=runs/cpu-ppo/checkpoint-latest.pt
     python -m downstream.linear_probe                               # random encoder (the floor)
+    python -m downstream.linear_probe head=attentive train.opt=adamw train.lr=1e-3 ...
 
 The encoder is the pretraining encoder as it was trained (eval mode, all N tokens, no
-masking, its final LayerNorm kept), frozen; the feature of a clip is the mean of its N
-output tokens. The probe is MAE's: ``BatchNorm1d(affine=False, eps=1e-6)`` then ``Linear``
-(weights trunc-normal 0.01). MAE trains it with LARS at batch 16384; here plain SGD with
+masking, its final LayerNorm kept), frozen. ``head=linear`` (default) is MAE's protocol: the
+feature of a clip is the mean of its N output tokens, then ``BatchNorm1d(affine=False,
+eps=1e-6)`` and ``Linear`` (weights trunc-normal 0.01). ``head=attentive`` reads all N tokens:
+one learned query cross-attends over them (LayerNorm on the tokens, multi-head attention with
+the encoder's number of heads), then LayerNorm and ``Linear`` - the attentive probe of V-JEPA
+(Bardes et al., 2024) without its MLP, for features that a mean does not expose linearly. MAE trains it with LARS at batch 16384; here plain SGD with
 momentum 0.9 (``train.opt=sgd``, lr = blr * batch / 256, blr 0.1, no weight decay, warm-up
 then cosine) or AdamW (``train.opt=adamw``). With ``train.augment=false`` (default) the
 features of every training clip are extracted once, without augmentation, and the probe
@@ -45,18 +49,67 @@ from runtime.setup import log_scalars, run_cli, save_resolved_config, seed_every
 register_downstream_configs()
 
 
-class LinearProbe(nn.Module):
-    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear.
+HEADS = ("linear", "attentive")
+MAX_TOKEN_FEATURE_BYTES = 4 * 2**30  # head=attentive keeps every token of every training clip in memory
 
-    Shapes:
-        video ``(B, 3, T, H, W)`` -> logits ``(B, num_classes)``; features ``(B, D)``.
+
+class AttentivePooling(nn.Module):
+    """A learned query attends over the tokens: multi-head attention with one query, computed cheaply.
+
+    Equal to ``nn.MultiheadAttention(dim, num_heads)`` applied to one learned query token
+    (then LayerNorm), but with the key projection folded into the query (one ``(heads, dim)``
+    table of scores' directions: the key's bias adds the same score to every token and drops
+    out of the softmax) and the value projection applied after pooling (it is linear), so a
+    step costs O(B N D heads) instead of O(B N D^2).
+
+    Shapes: ``(B, N, D)`` -> ``(B, D)``.
     """
 
-    def __init__(self, encoder: VideoMAEEncoder, num_classes: int):
+    def __init__(self, dim: int, num_heads: int):
         super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not a multiple of num_heads {num_heads}")
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.norm_tokens = nn.LayerNorm(dim)
+        self.query = nn.Parameter(torch.zeros(num_heads, dim))
+        trunc_normal_(self.query, std=0.02)
+        self.value = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def attend(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Attention pooling without the norms: ``(B, N, D)`` -> ``(B, D)``."""
+        batch, _, dim = tokens.shape
+        weights = (torch.einsum("bnd,hd->bhn", tokens, self.query) * self.head_dim ** -0.5).softmax(dim=-1)
+        pooled = torch.einsum("bhn,bnd->bhd", weights, tokens)  # per head, a weighted mean of the tokens
+        value = self.value.weight.view(self.num_heads, self.head_dim, dim)
+        heads = torch.einsum("bhd,hed->bhe", pooled, value) + self.value.bias.view(self.num_heads, self.head_dim)
+        return self.proj(heads.reshape(batch, dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm_out(self.attend(self.norm_tokens(tokens)))
+
+
+class LinearProbe(nn.Module):
+    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear (``head="linear"``),
+    or frozen encoder -> :class:`AttentivePooling` -> Linear (``head="attentive"``).
+
+    Shapes:
+        video ``(B, 3, T, H, W)`` -> logits ``(B, num_classes)``; features ``(B, D)`` (linear) or
+        ``(B, N, D)`` (attentive).
+    """
+
+    def __init__(self, encoder: VideoMAEEncoder, num_classes: int, head: str = "linear"):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.encoder = encoder.requires_grad_(False).eval()
+        self.pooling = head
         dim = encoder.norm.normalized_shape[0]
-        self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        if head == "linear":
+            self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        else:
+            self.norm = AttentivePooling(dim, encoder.blocks[0].attn.num_heads)
         self.head = nn.Linear(dim, num_classes)
         trunc_normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
@@ -68,7 +121,8 @@ class LinearProbe(nn.Module):
 
     @torch.no_grad()
     def features(self, video: torch.Tensor) -> torch.Tensor:
-        return self.encoder(video).mean(dim=1).float()
+        tokens = self.encoder(video).float()
+        return tokens.mean(dim=1) if self.pooling == "linear" else tokens
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(features))
@@ -103,10 +157,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # ---- the frozen encoder and the probe
     num_classes = infer_num_classes(cfg)
     encoder = build_frozen_encoder(cfg)
-    probe = LinearProbe(encoder, num_classes).to(device)
+    probe = LinearProbe(encoder, num_classes, cfg.head).to(device)
     patch = encoder.patch_embed.proj.kernel_size
     size = encoder.patch_embed.grid[1] * patch[1]
     shapes = dict(input_size=size, patch_size=patch[1], tubelet_size=patch[0])
+    print(f"probe: {cfg.head} head on the frozen encoder")
 
     # ---- training data: features extracted once (no augmentation), or augmented clips every step
     batch_size = cfg.train.batch_size
@@ -114,6 +169,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         transform = FinetuneClipTransform(size, randaug=None, flip_prob=default_flip_prob(cfg))
         source = train_dataset(cfg, **shapes, transform=transform)
     else:
+        if cfg.head == "attentive":
+            dataset_size = len(train_dataset(cfg, **shapes, transform=None))
+            needed = dataset_size * encoder.patch_embed.num_patches * encoder.norm.normalized_shape[0] * 4
+            if needed > MAX_TOKEN_FEATURE_BYTES:
+                raise ConfigError(f"head=attentive keeps every token of the {dataset_size} training clips in memory "
+                                  f"({needed / 2**30:.1f} GiB); set train.augment=true to recompute them each step")
         tic = time.perf_counter()
         features, labels = extract_features(probe, train_dataset(cfg, **shapes, transform=None),
                                             batch_size=batch_size, num_workers=cfg.data.num_workers, device=device)
@@ -140,7 +201,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # ---- the loop
     total_steps = schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps)
-    progress = tqdm(total=total_steps, desc="linear probe", dynamic_ncols=True)
+    progress = tqdm(total=total_steps, desc=f"{cfg.head} probe", dynamic_ncols=True)
     step, last = 0, {}
     probe.train()
     for epoch in range(cfg.train.epochs):
@@ -181,11 +242,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log_scalars(writer, scalars, step)
     writer.close()
     checkpoint.save_atomic(dict(norm=probe.norm.state_dict(), head=probe.head.state_dict(), step=step,
-                                num_classes=num_classes, config=OmegaConf.to_container(cfg, resolve=True)),
+                                pooling=cfg.head, num_classes=num_classes, config=OmegaConf.to_container(cfg, resolve=True)),
                            output_dir / "probe.pt")
     metrics = {**scalars, "steps": step, "lr": lr, "wall_time_s": time.perf_counter() - wall_start}
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"linear probe: top-1 {result.top1:.2f}  top-5 {result.top5:.2f}  over {result.num_videos} videos")
+    print(f"{cfg.head} probe: top-1 {result.top1:.2f}  top-5 {result.top5:.2f}  over {result.num_videos} videos")
     return {**last, **scalars}
 
 

@@ -378,6 +378,67 @@ def test_linear_probe_smoke(tmp_path, pretrain_checkpoint):
                                        "checkpoint_format=videomae", f"output_dir={tmp_path / 'x'}"))
 
 
+def test_attentive_probe_smoke(tmp_path, pretrain_checkpoint):
+    from downstream import linear_probe
+
+    out = linear_probe.train(compose_cfg("linear_probe", *SMALL, "data.synthetic_clips=8", "test.synthetic_clips=4",
+                                         "train.batch_size=4", "train.epochs=3", "train.opt=adamw", "train.lr=1e-3",
+                                         "head=attentive", f"checkpoint={pretrain_checkpoint}",
+                                         f"output_dir={tmp_path}"))
+    assert out["eval/num_videos"] == 4 and 0 <= out["eval/top1"] <= out["eval/top5"] <= 100
+    probe = torch.load(tmp_path / "probe.pt", weights_only=False)
+    assert probe["pooling"] == "attentive" and probe["norm"]["query"].shape == (3, 96)
+
+
+def test_attentive_pooling_equals_multihead_attention_with_one_query():
+    """The folded computation against torch's MultiheadAttention applied to one query token."""
+    from downstream.linear_probe import AttentivePooling
+
+    torch.manual_seed(0)
+    dim, heads, head_dim = 12, 3, 4
+    mha = torch.nn.MultiheadAttention(dim, heads, batch_first=True)
+    torch.nn.init.normal_(mha.in_proj_bias)
+    query_token = torch.randn(1, 1, dim)
+    tokens = torch.randn(5, 7, dim)
+    expected = mha(query_token.expand(5, -1, -1), tokens, tokens, need_weights=False)[0][:, 0]
+
+    pool = AttentivePooling(dim, heads)
+    w_q, w_k, w_v = mha.in_proj_weight.split(dim)
+    b_q, _, b_v = mha.in_proj_bias.split(dim)
+    q = (query_token[0, 0] @ w_q.T + b_q).view(heads, head_dim)
+    with torch.no_grad():  # per head: the query's score direction in token space, q_h . W_k^h
+        pool.query.copy_(torch.einsum("he,hed->hd", q, w_k.view(heads, head_dim, dim)))
+        pool.value.weight.copy_(w_v)
+        pool.value.bias.copy_(b_v)
+        pool.proj.load_state_dict(mha.out_proj.state_dict())
+    assert torch.allclose(pool.attend(tokens), expected, atol=1e-5)
+
+
+def test_attentive_pooling_finds_the_one_token_a_mean_hides():
+    """The label sits in the sign of one feature of one token among many: the mean hides it (the
+    token moves, and the others cancel it on average), one learned query finds it."""
+    from downstream.linear_probe import AttentivePooling
+
+    torch.manual_seed(0)
+    num, tokens, dim = 512, 16, 8
+    labels = torch.randint(0, 2, (num,))
+    x = torch.randn(num, tokens, dim) * 0.1
+    where = torch.randint(0, tokens, (num,))
+    x[torch.arange(num), where, 0] = 5.0                      # marker: where the informative token is
+    x[torch.arange(num), where, 1] = labels.float() * 2 - 1   # its sign is the label
+    x[:, :, 1] -= x[:, :, 1].mean(dim=1, keepdim=True)        # so the mean over tokens carries nothing
+    mean_acc = ((x.mean(1)[:, 1] > 0).long() == labels).float().mean()
+    assert abs(float(mean_acc) - 0.5) < 0.1
+    pool, head = AttentivePooling(dim, 2), torch.nn.Linear(dim, 2)
+    opt = torch.optim.AdamW([*pool.parameters(), *head.parameters()], lr=1e-2)
+    for _ in range(300):
+        loss = torch.nn.functional.cross_entropy(head(pool(x)), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert (head(pool(x)).argmax(1) == labels).float().mean() > 0.95
+
+
 def test_reconstruction_of_a_perfect_prediction_is_the_input(pretrain_checkpoint):
     from downstream.visualise import load_pretrained, reconstruct, to_pixels
 
