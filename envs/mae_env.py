@@ -171,7 +171,8 @@ class MAEVectorEnv(VectorEnv):
                 if self.sampler_loss is not None:  # the observation's tokens, now with gradient
                     extra = self.sampler_loss(self.mae.tokenize(video).float(), visible, out.per_token.detach())
                     loss = loss + extra
-                self.last_stats = self.optimizer.backward_and_step(loss)
+                # clipping and the gradient norm over everything the optimiser steps (a sampler's groups too)
+                self.last_stats = self.optimizer.backward_and_step(loss, self.optimizer.parameters())
                 if extra is not None:
                     self.last_stats["sampler_loss"] = float(extra.detach())
         reward = out.per_clip.detach().float().cpu().numpy()
