@@ -11,6 +11,12 @@ environment, the agent, then the loop. The loop is Algorithm 1: for the first
 afterwards, cycles of ``train.update_steps_mae`` environment steps (MAE updates, sampler
 frozen, episodes recorded: lines 9-13), then the agent's update on them (MAE untouched:
 lines 14-20), then the buffer is cleared (line 22).
+
+AdaMAE's recipe (``agent=reinforce``, ``agent.recipe=adamae``, the default of that agent) trains
+the sampler inside the MAE's step instead: its parameters join the MAE's optimiser (same
+schedule, same weight-decay rules), its loss is added to the reconstruction loss in the
+environment's step, and it starts at the first step (no random-masking epochs). The cycle
+still collects episodes and calls the agent's update, which then only logs.
 """
 
 from __future__ import annotations
@@ -116,10 +122,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                        group_size=agent_group_size, group_update=cfg.train.group_update, amp=cfg.train.amp)
     agent = build_agent(cfg.agent.name, env=env, config=OmegaConf.to_container(cfg.agent, resolve=True),
                         device=device)
+    if agent.trains_with_mae:  # AdaMAE's recipe: the sampler is trained by the MAE's optimiser, in its step
+        env.optimizer.add_param_groups(agent.algorithm.mae_param_groups(cfg.train.weight_decay))
+        env.sampler_loss = agent.algorithm.mae_step_loss
+        if is_main and cfg.train.mae_only_epochs > 0:
+            print(f"agent.recipe=adamae: the sampler masks and learns from the first step, as in AdaMAE; "
+                  f"train.mae_only_epochs={cfg.train.mae_only_epochs} (random-masking epochs) does not apply")
     if world_size > 1:
         for tensor in [*agent.algorithm.parameters(), *agent.algorithm.buffers()]:
             dist.broadcast(tensor.data, src=0)  # every rank starts from rank 0's policy
-        average_gradients_across_ranks(agent.algorithm, world_size)
+        average_gradients_across_ranks(agent.algorithm, world_size)  # in its update, or in the MAE's step
     adapter = TianshouVectorEnv(env)
     steps_per_cycle = cfg.train.update_steps_mae
     buffer = VectorReplayBuffer(steps_per_cycle * env.num_envs, env.num_envs, ignore_obs_next=True)
@@ -165,7 +177,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     while step < total_steps:
         epoch_before = env.epoch
         tic = time.perf_counter()
-        if env.epoch < cfg.train.mae_only_epochs and agent.learns:
+        if env.epoch < cfg.train.mae_only_epochs and agent.learns and not agent.trains_with_mae:
             # lines 5-7: random space-time masking, one MAE step, no episode kept (a fixed masker
             # has nothing to wait for: it masks from the first step)
             _, rewards, _, _, _ = env.step(random_actions(env, mask_generator))
@@ -195,6 +207,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
             "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * world_size / elapsed,
         })
+        if "sampler_loss" in env.last_stats:  # AdaMAE's recipe: the weighted sampling loss in the MAE's loss
+            last["mae/sampling_loss"] = env.last_stats["sampler_loss"]
         if "motion_enrichment" in env.last_stats:
             last["policy/motion_enrichment"] = env.last_stats["motion_enrichment"]
         if heldout is not None and (step % cfg.train.eval_every < n_steps or step >= total_steps):

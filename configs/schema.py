@@ -124,7 +124,8 @@ class TrainConfig:
     """Log scalars to TensorBoard every this many steps."""
     mae_only_epochs: int = 1
     """Algorithm 1's m_o: epochs of random space-time masking before the sampler acts
-    (flag --num_epochs_train_mae_only; the paper uses 10)."""
+    (flag --num_epochs_train_mae_only; the paper uses 10). Not applied to agent=reinforce with
+    agent.recipe=adamae (AdaMAE's sampler masks and learns from the first step)."""
     update_steps_mae: int = 1
     """Algorithm 1's k: MAE steps (episodes recorded) per policy update (flag --update_steps_mae)."""
     accum_steps: int = 1

@@ -19,10 +19,19 @@ Group mode (GRPO): each clip appears ``group_size`` times in a row, each copy wi
 action. ``group_update="all"`` trains the MAE on every copy (each copy is a distinct masking
 of the clip, like extra data); ``"first"`` trains it on the first copy of each group only,
 so the MAE sees each clip once per step as without groups.
+
+An extra loss (``sampler_loss``, AdaMAE's recipe) joins the MAE's step: in train mode the
+environment computes the step's token embeddings again *with* gradient, calls
+``sampler_loss(tokens, visible, token_error)`` (every clip of the step; ``token_error`` the
+detached per-token error) and adds the scalar it returns to the reconstruction loss before the
+one backward and optimiser step, so its gradient reaches the patch embedding and whatever
+parameters the callable uses (they must be in the MAE's optimiser). The non-finite check and
+gradient clipping see the sum.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -77,6 +86,9 @@ class MAEVectorEnv(VectorEnv):
     :param group_update: ``"all"`` or ``"first"`` copies update the MAE (train mode).
     :param amp: bf16 autocast of the MAE forward on CUDA (the loss stays fp32).
     :param render_mode: None or ``"rgb_array"``: :meth:`render` draws each clip's mask.
+    :param sampler_loss: None, or ``sampler_loss(tokens (B, N, D) with gradient, visible (B, N) bool,
+        token_error (B, N)) -> scalar`` added to the MAE's loss in each train-mode step (see the
+        module docstring); its value is logged as ``last_stats["sampler_loss"]``.
 
     ``info`` from ``reset`` and ``step`` has the same keys (Tianshou writes reset infos into
     the step's slots), each a numpy array over the B clips with its Gymnasium mask ``_key``
@@ -92,7 +104,8 @@ class MAEVectorEnv(VectorEnv):
     def __init__(self, mae: PretrainVideoMAE, clips: ClipSource, *, mask_ratio: float,
                  optimizer: MAEOptimizer | None = None, forward_module: nn.Module | None = None,
                  mode: str = "train", group_size: int = 1, group_update: str = "all", amp: bool = True,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None,
+                 sampler_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
@@ -102,6 +115,7 @@ class MAEVectorEnv(VectorEnv):
             raise ValueError(f"group_size must be >= 1, got {group_size}")
         self.mae, self.clips, self.optimizer = mae, clips, optimizer
         self.forward_module = forward_module if forward_module is not None else mae
+        self.sampler_loss = sampler_loss
         self.group_size, self.group_update = group_size, group_update
         self.num_envs = clips.batch_size * group_size
         self.num_tokens, self.num_visible = mae.num_tokens, num_visible(mae.num_tokens, mask_ratio)
@@ -153,7 +167,14 @@ class MAEVectorEnv(VectorEnv):
             out = self.mae.reconstruction_loss(pred.float(), target, visible)
             if training:
                 update_loss = out.per_clip if self.group_update == "all" else out.per_clip[:: self.group_size]
-                self.last_stats = self.optimizer.backward_and_step(update_loss.mean(), self.mae.parameters())
+                loss, extra = update_loss.mean(), None
+                if self.sampler_loss is not None:  # the observation's tokens, now with gradient
+                    extra = self.sampler_loss(self.mae.tokenize(video).float(), visible, out.per_token.detach())
+                    loss = loss + extra
+                # clipping and the gradient norm over everything the optimiser steps (a sampler's groups too)
+                self.last_stats = self.optimizer.backward_and_step(loss, self.optimizer.parameters())
+                if extra is not None:
+                    self.last_stats["sampler_loss"] = float(extra.detach())
         reward = out.per_clip.detach().float().cpu().numpy()
         info = self._info(out.per_token.detach(), visible)
         self.last_stats = {**self.last_stats, "loss": float(reward.mean())}

@@ -15,7 +15,8 @@ class MAEOptimizer:
     A non-finite loss skips the step (gradients are dropped, weights untouched) and is
     counted in ``skipped_nonfinite``.
 
-    :param optimizer: over the MAE's parameters only.
+    :param optimizer: over the MAE's parameters (and, with AdaMAE's recipe, the sampler's:
+        :meth:`add_param_groups`).
     :param scheduler: a timm scheduler stepped per optimiser step (``step_update``), or None.
     :param clip_grad: max global gradient norm, or None.
     :param accum_steps: environment steps whose gradients are summed before one optimiser step.
@@ -31,7 +32,23 @@ class MAEOptimizer:
     """Steps skipped in a row up to now (0 after an optimiser step that went through)."""
     _micro_step: int = field(default=0, repr=False)
 
-    def backward_and_step(self, loss: torch.Tensor, parameters) -> dict[str, float]:
+    def add_param_groups(self, groups: list[dict]) -> None:
+        """Add parameter groups to the optimiser (e.g. a sampler trained in the MAE's step); they
+        follow the schedule like the MAE's own groups, from the current step on."""
+        for group in groups:
+            self.optimizer.add_param_group(dict(group))
+        if self.scheduler is not None:
+            self.scheduler.step_update(self.num_updates)  # the new groups get the lr of the next step
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every parameter the optimiser steps."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def backward_and_step(self, loss: torch.Tensor, parameters=None) -> dict[str, float]:
+        """Backward of ``loss`` and, every ``accum_steps`` calls, one optimiser step; clipping and the
+        gradient norm over ``parameters`` (default: every parameter of the optimiser)."""
+        if parameters is None:
+            parameters = self.parameters()
         if not math.isfinite(loss.item()):
             self.skipped_nonfinite += 1
             self.consecutive_skipped += 1

@@ -29,6 +29,14 @@ where it runs. Every other key is part of what the checkpoint means (the model, 
 its order, the masking, the agent, the optimiser, the seed) and must stay as stored."""
 
 
+IMPLICIT_VALUES: dict[str, object] = {
+    "agent.recipe": "separate",
+}
+"""Keys added to the code after runs were stored, with the value such a run had without them (a
+checkpoint of ``agent=reinforce`` written before ``agent.recipe`` existed trained its sampler
+with its own optimiser: ``separate``). A resume compares the new value against this one."""
+
+
 class ResumeConfigError(UserError):
     """``resume=true`` with a config that changes keys a resume cannot change."""
 
@@ -59,9 +67,13 @@ def config_changes(stored: dict[str, Any], new: dict[str, Any],
                    allowed: tuple[str, ...] = RESUMABLE_KEYS) -> list[tuple[str, Any, Any]]:
     """``(key, stored value, new value)`` for each key that differs and may not.
 
-    A key the stored config lacks (added to the code after the run started) is not a change.
+    A key the stored config lacks (added to the code after the run started) is not a change,
+    unless :data:`IMPLICIT_VALUES` names the value the run had without it.
     """
     old_flat, new_flat = flatten(stored), flatten(new)
+    for key, value in IMPLICIT_VALUES.items():
+        if key in new_flat and key not in old_flat:
+            old_flat[key] = value
     changes = []
     for key in sorted(set(old_flat) & set(new_flat)):
         if key in allowed or any(key.startswith(f"{name}.") for name in allowed):

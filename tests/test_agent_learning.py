@@ -248,7 +248,8 @@ def test_reinforce_token_level_raises_tokens_with_high_own_error(uniform):
     # informative tokens are as unpredictable as noise, all errors ~1, and p stalls at ~0.57
     # on noise); here the noise tokens are "hard" (variance 2), so their own error stays the
     # largest and every one of them must end above every informative token.
-    agent = train("reinforce", dict(lr=0.05, update_steps_policy=4), updates=120, noise_var=2.0)
+    agent = train("reinforce", dict(lr=0.05, update_steps_policy=4, recipe="separate"), updates=120,
+                  noise_var=2.0)
     probs = policy_probs(agent)
     noise = ~uniform["informative"]
     print(f"reinforce (AdaMAE): p mass on the (variance-2) noise tokens uniform 0.50 -> learned "

@@ -198,7 +198,7 @@ def test_reinforce_token_loss_weights_masked_log_probs_by_their_error():
 
 
 def test_reinforce_clip_estimator_with_batch_baseline():
-    agent = build("reinforce", estimator="clip", objective="cooperative", baseline="batch")
+    agent = build("reinforce", estimator="clip", objective="cooperative", baseline="batch", recipe="separate")
     batch = agent.algorithm.prepare(hand_batch("log_prob", np.zeros(B)))
     loss, _ = agent.algorithm.compute_loss(batch)
     ret = -REW
@@ -215,7 +215,8 @@ def fill(buffer, rew, act=ACT, group=None):
 
 
 def test_reinforce_ema_baseline_sequence():
-    agent = build("reinforce", estimator="clip", objective="adversarial", baseline="ema", baseline_decay=0.9)
+    agent = build("reinforce", estimator="clip", objective="adversarial", baseline="ema", baseline_decay=0.9,
+                  recipe="separate")
     used = []
     for rew in ([1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]):
         buffer = VectorReplayBuffer(B, B, ignore_obs_next=True)
@@ -351,7 +352,7 @@ def test_fixed_maskers_are_an_algorithm_that_learns_nothing_and_read_older_check
 # ---- one Collector + update cycle per agent on the tiny MAE env ----------------------------------
 @pytest.mark.parametrize("name, options", [
     ("ppo", {**TINY_NETS, "critic_hidden": [16], "batch_size": 4, "update_steps_policy": 2}),
-    ("reinforce", TINY_NETS),
+    ("reinforce", {**TINY_NETS, "recipe": "separate"}),  # the default recipe trains in the env's step
     ("grpo", {**TINY_NETS, "group_size": 2, "kl_coef": 0.1}),
     ("random", {}),
     ("tube", {}),

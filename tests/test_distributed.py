@@ -31,19 +31,31 @@ torch.save({{"mae": built["mae"].state_dict(), "agent": built["agent"].state_dic
 """
 
 
+# per agent: its options, the port, and the sampler cycles of the run
+AGENT_RUNS = {
+    # 1 MAE-only epoch, then 4 PPO cycles
+    "ppo": (["agent=ppo", "agent.critic_hidden=[32,16]", "agent.lr=1e-3"], 29533, 4),
+    # AdaMAE's recipe: the sampler trains in the MAE's step (its gradients averaged by the hooks
+    # inside the MAE's backward, next to DDP's), from the first step: 8 cycles
+    "reinforce": (["agent=reinforce", "agent.num_heads=3"], 29534, 8),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun not installed")
-def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
+@pytest.mark.parametrize("agent", sorted(AGENT_RUNS))
+def test_two_gloo_ranks_keep_identical_parameters(tmp_path, agent):
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT.format(root=str(ROOT)))
     out = tmp_path / "run"
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    # 32 clips, 2 ranks x 4 per step: 4 steps an epoch; 1 MAE-only epoch then 4 PPO cycles
+    options, port, cycles = AGENT_RUNS[agent]
+    # 32 clips, 2 ranks x 4 per step: 4 steps an epoch
     args = ["data.synthetic_clips=32", "data.num_workers=0", "train.batch_size=4", "train.epochs=2",
-            "train.mae_only_epochs=1", "agent.critic_hidden=[32,16]", "agent.lr=1e-3", f"output_dir={out}"]
+            "train.mae_only_epochs=1", *options, f"output_dir={out}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([torchrun, "--nproc_per_node=2", "--master_port=29533", str(script), *args],
+    result = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={port}", str(script), *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=400, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -59,7 +71,12 @@ def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
     assert compared > 0
     # and training did move them: the ranks agree because they averaged, not because nothing changed
     state = torch.load(out / "checkpoint-latest.pt", weights_only=False)
-    assert state["policy_updates"] == 4
+    assert state["policy_updates"] == cycles
+    if agent == "reinforce":  # the MAE's optimiser stepped the sampler's groups (with gradients) on both ranks
+        optim = state["mae_optimizer"]["optimizer"]
+        sampler = [i for group in optim["param_groups"][2:] for i in group["params"]]
+        assert len(optim["param_groups"]) == 4 and sampler
+        assert all(i in optim["state"] for i in sampler)
 
 
 @pytest.mark.slow

@@ -55,8 +55,9 @@ def test_bad_config_exits_with_a_message(tmp_path):
     assert result.returncode == 2 and "mask_ratio must be in (0, 1)" in result.stderr
 
 
-@pytest.mark.parametrize("agent", ["ppo", "random"])
+@pytest.mark.parametrize("agent", ["ppo", "random", "reinforce"])
 def test_resumed_run_matches_uninterrupted(tmp_path, agent):
+    """reinforce: AdaMAE's recipe, the sampler in the MAE's optimiser (its state in mae_optimizer)."""
     import train_joint
 
     extra = SMALL if agent == "ppo" else [o for o in SMALL if not o.startswith("agent.")]
@@ -71,6 +72,14 @@ def test_resumed_run_matches_uninterrupted(tmp_path, agent):
     b = torch.load(tmp_path / "cut" / "checkpoint-latest.pt", weights_only=False)
     for name, tensor in a["mae"].items():
         assert torch.equal(tensor, b["mae"][name]), name
+    for name, tensor in a["agent"].get("algorithm", {}).items():
+        if torch.is_tensor(tensor):
+            assert torch.equal(tensor, b["agent"]["algorithm"][name]), name
+    optim_a, optim_b = a["mae_optimizer"]["optimizer"], b["mae_optimizer"]["optimizer"]
+    assert len(optim_a["param_groups"]) == len(optim_b["param_groups"]) == (4 if agent == "reinforce" else 2)
+    for index, state in optim_a["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, optim_b["state"][index][key]), (index, key)
 
 
 def test_init_checkpoint_starts_the_mae_from_a_run(tmp_path):

@@ -5,7 +5,7 @@ Rows (one MAE, batch and mask ratio for all):
 | row | agent | actor |
 | --- | --- | --- |
 | random, tube | the fixed maskers | - |
-| AdaMAE | ``reinforce`` (token estimator) | ``mha`` |
+| AdaMAE | ``reinforce`` (token estimator, AdaMAE's recipe: trained in the MAE's step) | ``mha`` |
 | TATS | ``ppo`` | ``trajectory`` (exact Eq. 1-2) |
 | TATS Orthoformer | ``ppo`` | ``orthoformer`` |
 | TATS narrow | ``ppo`` | ``trajectory`` at ``sampler_dim`` (``--sampler-dim``; default D/4: 192 at base, 48 at tiny) |
@@ -215,6 +215,9 @@ class Cycle:
                                 group_size=row.group_size, amp=args.amp)
         torch.manual_seed(0)
         self.agent = build_agent(row.agent, env=self.env, config=dict(row.options), device=device)
+        if self.agent.trains_with_mae:  # AdaMAE's recipe, wired as train_joint.py does: its cost is in the MAE's step
+            mae_optimizer.add_param_groups(self.agent.algorithm.mae_param_groups(weight_decay=0.05))
+            self.env.sampler_loss = self.agent.algorithm.mae_step_loss
         self.buffer = VectorReplayBuffer(self.env.num_envs, self.env.num_envs, ignore_obs_next=True)
         self.collector = Collector(self.agent.policy, TianshouVectorEnv(self.env), self.buffer)
         self.env.reset()

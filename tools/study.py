@@ -39,7 +39,7 @@ REFERENCE = "random"
 ARMS = [
     ("random", ["agent=random"]),
     ("tube", ["agent=tube"]),
-    ("adamae (reinforce, mha)", ["agent=reinforce"]),
+    ("adamae (reinforce, mha)", ["agent=reinforce", "agent.recipe=adamae"]),  # AdaMAE's own training recipe
     ("tats ppo paper", ["agent=ppo", "agent.objective=paper"]),
     ("tats ppo cooperative", ["agent=ppo", "agent.objective=cooperative"]),
     ("tats ppo cooperative, narrow", ["agent=ppo", "agent.objective=cooperative", "agent.sampler_dim=24"]),

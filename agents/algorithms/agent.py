@@ -45,6 +45,13 @@ class Agent:
         return int(getattr(self.config, "group_size", 1))
 
     @property
+    def trains_with_mae(self) -> bool:
+        """The MAE's optimisation step trains the sampler (``agent=reinforce``, ``agent.recipe=adamae``):
+        its parameters go into the MAE's optimiser (``algorithm.mae_param_groups(weight_decay)``), its loss
+        into the environment's step (``algorithm.mae_step_loss``), and :meth:`update` only logs."""
+        return bool(getattr(self.algorithm, "trains_with_mae", False))
+
+    @property
     def learns(self) -> bool:
         """The algorithm has weights to train (the fixed maskers' has none)."""
         return any(p.requires_grad for p in self.algorithm.parameters())
