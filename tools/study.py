@@ -2,7 +2,7 @@
 
 For every arm, mask ratio and seed: ``train_joint.py`` on the testbed (``preset=cpu``, the
 default) for the same number of MAE steps, then a linear probe of the checkpoint
-(``downstream.linear_probe``), the MAE's held-out loss under masks shared by every run
+and an attentive probe (``downstream.linear_probe``, ``head=linear`` and ``head=attentive``), the MAE's held-out loss under masks shared by every run
 (:func:`envs.heldout.heldout_batch`, next to the trivial predictors), and the enrichment of
 moving-object tokens in the sampler's masks (``tools.motion_visibility``). A ``no pretraining``
 row probes an untrained encoder: the floor. Runs go ``--jobs`` at a time with one torch
@@ -30,7 +30,7 @@ from data.synthetic import CONTRASTS
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from tools.motion_visibility import evaluate_checkpoint
-from tools.testbed import run, testbed_data, top1
+from tools.testbed import ATTENTIVE_PROBE, run, testbed_data, top1
 
 BASELINE = "no pretraining"
 REFERENCE = "random"
@@ -47,7 +47,10 @@ ARMS = [
 ]
 # Held-out clips and masks of the scores; a result scored with another version is scored again.
 SCORE_VERSION = 2
-COLUMNS = ["probe_top1", "mae_loss", "visible_enrichment", "prob_enrichment"]
+COLUMNS = ["probe_top1", "attentive_top1", "mae_loss", "visible_enrichment", "prob_enrichment"]
+# The probes of every checkpoint: result column -> (output folder, downstream.linear_probe overrides).
+PROBES = {"probe_top1": ("probe", []), "attentive_top1": ("probe-attentive", ATTENTIVE_PROBE)}
+DIFFERENCE_COLUMNS = ("probe_top1", "attentive_top1", "mae_loss")  # each arm minus random, paired by seed
 # Two-sided 95 % Student t quantiles by degrees of freedom (n - 1 seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -76,29 +79,36 @@ def folder_name(arm: str) -> str:
     return "".join(c for c in arm.replace(" ", "_") if c not in ",()")
 
 
+def probe(row: dict, run_dir: Path, encoder: list[str], probe_data: list[str]) -> None:
+    """Every probe in :data:`PROBES` that ``row`` lacks, of the encoder given by ``encoder``."""
+    for column, (folder, overrides) in PROBES.items():
+        if column not in row:
+            run(["-m", "downstream.linear_probe", *encoder, *probe_data, *overrides,
+                 f"output_dir={run_dir / folder}"], run_dir / f"{folder}.log", threads=1)
+            row[column] = top1(run_dir / folder)
+
+
 def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, args: argparse.Namespace) -> dict:
     tic = time.perf_counter()
     run_dir = Path(args.out) / f"mr{ratio}" / folder_name(name) / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / "result.json"
-    if result_file.is_file():
-        row = json.loads(result_file.read_text())
-        if overrides is None or row.get("scored_with") == SCORE_VERSION:
-            return row
-        row.update(score(str(run_dir / "checkpoint-latest.pt")))  # scored with other held-out clips: again
-        result_file.write_text(json.dumps(row))
-        return row
     ckpt = run_dir / "checkpoint-latest.pt"
-    contrast = f"data.synthetic_contrast={args.contrast}"  # train_joint's preset sets the other data keys
     probe_data = [*testbed_data(args.contrast), f"data.synthetic_clips={args.probe_clips}",
-                  f"test.synthetic_clips={args.test_clips}",
-                  "data.num_workers=0", f"seed={seed}"]
+                  f"test.synthetic_clips={args.test_clips}", "data.num_workers=0", f"seed={seed}"]
+    encoder = ["model=micro"] if overrides is None else [f"checkpoint={ckpt}"]
+    if result_file.is_file():  # done before: add what is missing (a probe, or a score on new held-out clips)
+        row = json.loads(result_file.read_text())
+        done = all(column in row for column in PROBES) and (overrides is None or row.get("scored_with") == SCORE_VERSION)
+        if not done:
+            probe(row, run_dir, encoder, probe_data)
+            if overrides is not None and row.get("scored_with") != SCORE_VERSION:
+                row.update(score(str(ckpt)))
+            result_file.write_text(json.dumps(row))
+        return row
+    contrast = f"data.synthetic_contrast={args.contrast}"  # train_joint's preset sets the other data keys
     row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
-    if overrides is None:  # the untrained encoder's probe (no mask ratio involved)
-        run(["-m", "downstream.linear_probe", "model=micro", *probe_data, f"output_dir={run_dir / 'probe'}"],
-            run_dir / "probe.log", threads=1)
-        row["probe_top1"] = top1(run_dir / "probe")
-    else:
+    if overrides is not None:
         # GRPO's batch holds B / G distinct clips: a shorter epoch keeps the random-masking phase
         # (train.mae_only_epochs = 1 epoch) at the same number of MAE steps as the other arms.
         clips = 1024 // (4 if overrides[0] == "agent=grpo" else 1)
@@ -107,9 +117,8 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
              f"train.epochs={math.ceil(args.steps / (clips // 16))}", f"data.synthetic_clips={clips}",
              "data.num_workers=0", "train.eval_every=0", "train.dump_buffer_every=0", f"output_dir={run_dir}",
              f"resume={ckpt.is_file()}"], run_dir / "train.log", threads=1)
-        run(["-m", "downstream.linear_probe", f"checkpoint={ckpt}", *probe_data, f"output_dir={run_dir / 'probe'}"],
-            run_dir / "probe.log", threads=1)
-        row["probe_top1"] = top1(run_dir / "probe")
+    probe(row, run_dir, encoder, probe_data)  # the untrained encoder's (no mask ratio involved) or the run's
+    if overrides is not None:
         row.update(score(str(ckpt)))
     row["wall_s"] = time.perf_counter() - tic
     result_file.write_text(json.dumps(row))
@@ -136,7 +145,7 @@ def paired_differences(results: list[dict], arm: str, column: str, ratio: float)
 def table(results: list[dict], columns: list[str], ratio: float) -> str:
     """Markdown: per arm, ``mean +- 95 % half-width`` of each column, and for the probe and the
     MAE loss the difference to random paired by seed."""
-    head = columns + [f"{c} - random" for c in ("probe_top1", "mae_loss") if c in columns]
+    head = columns + [f"{c} - random" for c in DIFFERENCE_COLUMNS if c in columns]
     lines = [f"| arm (mask ratio {ratio}) | seeds | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for name in [BASELINE] + [arm for arm, _ in ARMS]:
         rows = [r for r in results if r["arm"] == name and (name == BASELINE or r.get("mask_ratio") == ratio)]
@@ -146,7 +155,7 @@ def table(results: list[dict], columns: list[str], ratio: float) -> str:
         for column in columns:
             values = [r[column] for r in rows if column in r]
             cells.append("-" if not values else "{:.3g} +- {:.2g}".format(*interval(values)))
-        for column in ("probe_top1", "mae_loss"):
+        for column in DIFFERENCE_COLUMNS:
             if column not in columns:
                 continue
             diffs = paired_differences(results, name, column, ratio) if name not in (BASELINE, REFERENCE) else []
@@ -165,7 +174,7 @@ def plot(results: list[dict], columns: list[str], ratios: list[float], path: Pat
 
     present = {r["arm"] for r in results}
     names = [name for name in [BASELINE] + [arm for arm, _ in ARMS] if name in present]  # arms that were run
-    chance = {"probe_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
+    chance = {"probe_top1": 100 / 8, "attentive_top1": 100 / 8, "visible_enrichment": 1.0, "prob_enrichment": 1.0}
     fig, axes = plt.subplots(len(ratios), len(columns), figsize=(4 * len(columns), (0.4 * len(names) + 1.2) * len(ratios)),
                              sharey=True, squeeze=False)
     for row_axes, ratio in zip(axes, ratios):
@@ -200,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--mask-ratios", type=float, nargs="+", default=[0.9, 0.95])
     parser.add_argument("--steps", type=int, default=512, help="MAE steps of every pretraining run")
-    parser.add_argument("--probe-clips", type=int, default=1024, help="training clips of each linear probe")
-    parser.add_argument("--test-clips", type=int, default=512, help="held-out clips each probe is scored on")
+    parser.add_argument("--probe-clips", type=int, default=2048, help="training clips of each probe")
+    parser.add_argument("--test-clips", type=int, default=1024, help="held-out clips each probe is scored on")
     parser.add_argument("--contrast", choices=CONTRASTS, default="bright",
                         help="data.synthetic_contrast of every run (random: the data of the first study)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")

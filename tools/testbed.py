@@ -50,6 +50,12 @@ FINETUNE_CEILING = ["train.lr=1e-3", "train.head_init_scale=1", "train.batch_siz
                     "train.randaug=null", "train.crop_scale=[1.0,1.0]"]
 
 
+# The attentive probe of the testbed (downstream.linear_probe head=attentive): AdamW at a fixed
+# recipe, long enough that the probes of trained and untrained encoders both converge (docs/testbed.md).
+ATTENTIVE_PROBE = ["head=attentive", "train.opt=adamw", "train.lr=1e-2", "train.weight_decay=0.05",
+                   "train.batch_size=256", "train.epochs=100"]
+
+
 def testbed_data(contrast: str = "bright") -> list[str]:
     """The testbed's data keys (configs/preset/cpu.yaml), for the downstream entry points, which take
     no preset; ``contrast="random"`` gives the earlier clips."""
