@@ -163,14 +163,16 @@ def run_moving(args: argparse.Namespace) -> dict:
               "below_best_trivial_pct": 100 * (1 - final["loss"] / best_trivial)}
     print(f"\nfinal held-out MAE loss {final['loss']:.4f}, best trivial predictor {best_trivial:.4f}: "
           f"{result['below_best_trivial_pct']:.1f} % below, after {steps} steps in {pretrain_minutes:.1f} minutes")
-    probes = {"pretrained": [f"checkpoint={ckpt}"], "untrained": ["model=micro"]}
-    for name, extra in probes.items():
-        probe_dir = run_dir / f"probe-{name}"
-        if not (probe_dir / "metrics.json").is_file():
-            run(["-m", "downstream.linear_probe", *extra, *testbed_data(), f"seed={args.seed}",
-                 f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
-                 f"output_dir={probe_dir}"], out / f"probe-{name}-seed{args.seed}.log")
-        result[f"probe_{name}"] = top1(probe_dir)
+    encoders = {"pretrained": [f"checkpoint={ckpt}"], "untrained": ["model=micro"]}
+    heads = {"probe": [], "attentive": ATTENTIVE_PROBE}  # linear (MAE's protocol) and attentive probes
+    for head, head_args in heads.items():
+        for name, extra in encoders.items():
+            probe_dir = run_dir / f"{head}-{name}"
+            if not (probe_dir / "metrics.json").is_file():
+                run(["-m", "downstream.linear_probe", *extra, *head_args, *testbed_data(), f"seed={args.seed}",
+                     f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
+                     f"output_dir={probe_dir}"], out / f"{head}-{name}-seed{args.seed}.log")
+            result[f"{head}_{name}"] = top1(probe_dir)
     finetune_dir = run_dir / "finetune-scratch"
     if not args.no_finetune:
         if not (finetune_dir / "metrics.json").is_file():
@@ -180,13 +182,15 @@ def run_moving(args: argparse.Namespace) -> dict:
                 out / f"finetune-seed{args.seed}.log")
         result["finetune_scratch"] = top1(finetune_dir)
     n = args.test_clips
-    se = {k: math.sqrt(max(result[k] * (100 - result[k]), 1e-9) / n) for k in ("probe_pretrained", "probe_untrained")}
-    difference = result["probe_pretrained"] - result["probe_untrained"]
-    result["probe_difference_in_se"] = difference / math.sqrt(se["probe_pretrained"] ** 2 + se["probe_untrained"] ** 2)
-    print(f"linear probe top-1: pretrained {result['probe_pretrained']:.1f} % (+- {se['probe_pretrained']:.1f}), "
-          f"untrained encoder {result['probe_untrained']:.1f} % (+- {se['probe_untrained']:.1f}); chance "
-          f"{100 / NUM_CLASSES:.1f} %; difference {result['probe_difference_in_se']:.1f} standard errors"
-          + (f"; fine-tune from scratch {result['finetune_scratch']:.1f} %" if "finetune_scratch" in result else ""))
+    for head, label in (("probe", "linear probe"), ("attentive", "attentive probe")):
+        pre, un = result[f"{head}_pretrained"], result[f"{head}_untrained"]
+        se_pre, se_un = (math.sqrt(max(v * (100 - v), 1e-9) / n) for v in (pre, un))
+        result[f"{head}_difference_in_se"] = (pre - un) / math.sqrt(se_pre ** 2 + se_un ** 2)
+        print(f"{label} top-1: pretrained {pre:.1f} % (+- {se_pre:.1f}), untrained encoder {un:.1f} % "
+              f"(+- {se_un:.1f}); chance {100 / NUM_CLASSES:.1f} %; difference "
+              f"{result[f'{head}_difference_in_se']:.1f} standard errors")
+    if "finetune_scratch" in result:
+        print(f"fine-tune from scratch {result['finetune_scratch']:.1f} %")
     return result
 
 
@@ -251,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     moving = sub.add_parser("moving", help="moving clips at 0.9: MAE against trivial predictors, probes")
     moving.add_argument("--steps", type=int, default=2048, help="MAE steps of train_joint.py agent=random")
     moving.add_argument("--mask-ratio", type=float, default=0.9)
-    moving.add_argument("--probe-clips", type=int, default=1024, help="training clips of the probe and fine-tune")
-    moving.add_argument("--test-clips", type=int, default=512, help="held-out clips they are scored on")
+    moving.add_argument("--probe-clips", type=int, default=2048, help="training clips of the probes and fine-tune")
+    moving.add_argument("--test-clips", type=int, default=1024, help="held-out clips they are scored on")
     moving.add_argument("--finetune-epochs", type=int, default=10)
     moving.add_argument("--no-finetune", action="store_true")
     gradients = sub.add_parser("gradients", help="d log-prob / d logits: the paper's objective against the exact one")
