@@ -341,3 +341,49 @@ def test_ctrl_c_to_a_running_process_group_then_resume(tmp_path):
     a = torch.load(tmp_path / "full" / checkpoint.LATEST, weights_only=False)
     b = torch.load(out / checkpoint.LATEST, weights_only=False)
     assert all(torch.equal(tensor, b["mae"][name]) for name, tensor in a["mae"].items())
+
+
+def test_a_data_worker_absorbs_the_first_sigterm_only():
+    from envs.clip_source import _leave_stop_signals_to_the_main_process
+
+    child = os.fork()
+    if child == 0:  # a stand-in for a DataLoader worker
+        try:
+            _leave_stop_signals_to_the_main_process(0)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C to the group: ignored
+            os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's, to the group: absorbed
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)  # the DataLoader's terminate(): stops it
+            time.sleep(5)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_running_process_group_with_data_workers_then_resume(tmp_path):
+    # what a scheduler does before it stops a job: SIGTERM to every process, DataLoader workers included
+    args = [*RANDOM, "train.epochs=6", "train.max_steps=24", "train.save_every_steps=1", "data.num_workers=2"]
+    out = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "train_joint.py", *args, f"output_dir={out}"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (out / checkpoint.LATEST).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "received SIGTERM" in stderr and "Traceback" not in stderr
+    stopped_at = torch.load(out / checkpoint.LATEST, weights_only=False)["step"]
+    assert 0 < stopped_at < 24 and f"Stopped by SIGTERM at step {stopped_at} of 24" in stdout
+    # the resume runs to the end and exits (its workers stopped, no hang at exit)
+    resumed = subprocess.run([*command, "resume=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 24
