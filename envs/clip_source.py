@@ -123,7 +123,8 @@ class ClipSource:
         # Own generator: worker seeds come from (seed, epoch), not from the global RNG, so
         # starting an epoch neither consumes nor depends on the policy's random state.
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda", worker_init_fn=_leave_stop_signals_to_the_main_process,
+                            pin_memory=self.device.type == "cuda",
+                            worker_init_fn=_leave_stop_signals_to_the_main_process,
                             generator=torch.Generator().manual_seed(self._epoch_seed() + 1))
         self._iterator = iter(loader)
         _track(self._iterator)

@@ -75,7 +75,8 @@ class MAEOptimizer:
 
     # ---- undoing a step that left a weight non-finite
     def _state_tensors(self, params: list[torch.Tensor], saved_state: dict) -> list[torch.Tensor]:
-        return [*params, *(value for p in params for value in saved_state.get(p, {}).values() if torch.is_tensor(value))]
+        state = (value for p in params for value in saved_state.get(p, {}).values() if torch.is_tensor(value))
+        return [*params, *state]
 
     def _snapshot(self, params: list[torch.Tensor]) -> dict:
         """Copy the weights and the optimiser state of ``params`` into the kept buffers; returns
