@@ -231,6 +231,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if epoch_end or control.save_due(step, n_steps):
             save()
     control.close()
+    clips.close()  # the data-loading workers are done (a stop signal may have reached them too)
     save()
     progress.close()
     if heldout_scores:

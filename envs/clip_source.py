@@ -8,6 +8,9 @@ resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import atexit
+import signal
+import weakref
 from typing import Any
 
 import torch
@@ -20,13 +23,51 @@ class NotEnoughClipsError(UserError, ValueError):
     """The data has fewer clips than one batch on each rank."""
 
 
-def _ignore_ctrl_c(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C (which a terminal sends to the whole process group) to the
-    main process, which saves and then stops them. SIGTERM keeps its default: the main process
-    stops its workers with it."""
-    import signal
+def _absorb_first_sigterm(signum: int, frame: Any) -> None:
+    """A worker's first SIGTERM: ignored; the next one stops it (the default again)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+
+def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``: stop signals sent to the whole process group are
+    the main process's to act on.
+
+    Ctrl-C (which a terminal sends to every process of the foreground group) is ignored. The first
+    SIGTERM (which a scheduler sends to every process of a job before it kills it) is absorbed: the
+    main process finishes its step, which may need more batches, saves, and then shuts its workers
+    down itself. A later SIGTERM (the DataLoader's or multiprocessing's ``terminate()``, or the
+    scheduler insisting) stops the worker as by default.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _absorb_first_sigterm)
+
+
+_live_iterators: weakref.WeakSet = weakref.WeakSet()
+"""Multi-process DataLoader iterators of every ClipSource, shut down at exit."""
+_exit_hook_registered = False
+
+
+def _shut_down_workers() -> None:
+    """Stop every ClipSource's workers the DataLoader's clean way (done event, end-of-work message).
+
+    Runs at interpreter exit before torch's own exit hook (registered later, so it runs first): once
+    torch's has run, a DataLoader left alive at exit no longer stops its workers itself, and
+    multiprocessing's ``terminate()`` would be the first SIGTERM a worker sees, which it absorbs.
+    """
+    for iterator in list(_live_iterators):
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def _track(iterator: Any) -> None:
+    global _exit_hook_registered
+    if not hasattr(iterator, "_shutdown_workers"):  # num_workers=0: no workers
+        return
+    if not _exit_hook_registered:
+        atexit.register(_shut_down_workers)
+        _exit_hook_registered = True
+    _live_iterators.add(iterator)
 
 
 class ClipSource:
@@ -82,9 +123,18 @@ class ClipSource:
         # Own generator: worker seeds come from (seed, epoch), not from the global RNG, so
         # starting an epoch neither consumes nor depends on the policy's random state.
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_ctrl_c,
+                            pin_memory=self.device.type == "cuda",
+                            worker_init_fn=_leave_stop_signals_to_the_main_process,
                             generator=torch.Generator().manual_seed(self._epoch_seed() + 1))
         self._iterator = iter(loader)
+        _track(self._iterator)
+
+    def close(self) -> None:
+        """Stop the data-loading workers now (the next batch starts them again)."""
+        shutdown = getattr(self._iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        self._iterator = None
 
     def next_batch(self) -> dict[str, Any]:
         if self.batch_in_epoch >= self.steps_per_epoch:

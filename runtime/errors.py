@@ -8,6 +8,7 @@ Anything else that goes wrong is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -27,6 +28,15 @@ class CheckpointError(UserError):
 
 class RunStopped(UserError):
     """The run stopped itself (e.g. it diverged); the message says why and what was kept."""
+
+
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+"""The errnos of a folder that cannot be written: permissions, a read-only file system."""
+
+
+def not_writable(error: BaseException) -> bool:
+    """``error`` is a write refused by permissions or a read-only file system."""
+    return isinstance(error, OSError) and error.errno in NOT_WRITABLE
 
 
 _debug_override: bool | None = None  # set by run_main, which sets HYDRA_FULL_ERROR for its own use
@@ -114,7 +124,16 @@ def run_main(hydra_main: Callable[[], Any]) -> Any:
             raise
         report_error(f"{_hydra_message(error)} (see docs/configuration.md for every key)")
         sys.exit(EXIT_USER_ERROR)
-    except user_error_types() as error:  # raised by hydra before the task runs (e.g. its run folder)
+    except OSError as error:  # raised by hydra before the task runs: creating its run folder (output_dir)
+        if debug or not (not_writable(error) or isinstance(error, user_error_types())):
+            raise
+        if not_writable(error) and error.filename:
+            report_error(f"cannot create the run folder {error.filename} (output_dir): {error.strerror}; "
+                         "choose another output_dir")
+        else:
+            report_error(error)
+        sys.exit(EXIT_USER_ERROR)
+    except user_error_types() as error:
         if debug:
             raise
         report_error(error)

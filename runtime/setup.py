@@ -29,9 +29,22 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def save_resolved_config(cfg: DictConfig, output_dir: str | Path) -> Path:
+    """Write ``output_dir/config.yaml`` (the first file a run writes).
+
+    Raises:
+        runtime.errors.UserError: ``output_dir`` cannot be written.
+    """
+    from runtime.errors import UserError, not_writable
+
     path = Path(output_dir) / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    except OSError as error:
+        if not not_writable(error):
+            raise
+        raise UserError(f"output_dir {path.parent} is not writable ({error.strerror or error}: {error.filename}); "
+                        "choose another output_dir") from error
     return path
 
 

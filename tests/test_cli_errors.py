@@ -160,3 +160,66 @@ def test_tools_report_a_missing_file_in_one_line(tmp_path, tool, args):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "absent.file" in lines[0] and "Traceback" not in result.stderr
+
+
+def _drop_file_permission_override() -> None:
+    """In the child, before exec: root loses the capabilities that let it write into any folder
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a folder's mode applies to it as to any user."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _read_only_folder(tmp_path):
+    """A 0o555 folder and how to run a process that cannot write into it (skip if there is none)."""
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    preexec = _drop_file_permission_override if os.geteuid() == 0 else None
+    probe = subprocess.run([sys.executable, "-c", f"open({str(folder / 'probe')!r}, 'w')"], capture_output=True,
+                           preexec_fn=preexec, timeout=60)
+    if probe.returncode == 0:
+        folder.chmod(0o755)
+        pytest.skip("no way to make a folder read-only for a child process here")
+    return folder, preexec
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry, args", [(["train_joint.py"], RANDOM),
+                                         (["-m", "downstream.linear_probe"],
+                                          ["model.img_size=32", "data.num_frames=4", "data.num_workers=0"])])
+def test_a_read_only_output_dir_is_one_error_line(tmp_path, entry, args):
+    folder, preexec = _read_only_folder(tmp_path)
+    env = {**_env(), "OMP_NUM_THREADS": "1"}
+    try:
+        # the folder itself, and a new folder inside it (which hydra creates first)
+        for out, named in ((folder, folder), (folder / "run", folder / "run")):
+            result = subprocess.run([sys.executable, *entry, *args, f"output_dir={out}"], cwd=ROOT, env=env,
+                                    capture_output=True, text=True, timeout=300, preexec_fn=preexec)
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr[-3000:]
+            assert str(named) in lines[0] and "output_dir" in lines[0] and "Traceback" not in result.stderr
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_read_only_file_system_is_a_user_error(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from runtime.errors import UserError
+    from runtime.setup import save_resolved_config
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    with pytest.raises(UserError, match="is not writable") as caught:
+        save_resolved_config(compose_cfg(*RANDOM), tmp_path / "run")
+    assert str(tmp_path / "run") in str(caught.value) and "Read-only" in str(caught.value)

@@ -222,6 +222,89 @@ def test_a_step_that_makes_a_weight_non_finite_is_undone(monkeypatch):
     assert {k: v for k, v in optimizer.state_dict()["state"].get(0, {}).items()}.keys() == state_before.keys()
 
 
+def _mae_optimizer(lr=1e-3):
+    from envs import MAEOptimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 8))
+    return model, MAEOptimizer(torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05))
+
+
+def _mae_loss(model):
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    return (model(x) - x).pow(2).mean()
+
+
+def _optimizer_state(optimizer):
+    return {id(p): {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
+            for p, state in optimizer.state.items()}
+
+
+def _same_state(a, b):
+    return a.keys() == b.keys() and all(
+        a[p].keys() == b[p].keys() and all(torch.equal(a[p][k], b[p][k]) if torch.is_tensor(a[p][k])
+                                           else a[p][k] == b[p][k] for k in a[p]) for p in a)
+
+
+@pytest.mark.parametrize("first_step", [True, False])
+def test_an_mae_step_that_makes_a_weight_non_finite_is_undone(monkeypatch, first_step):
+    model, mae_optimizer = _mae_optimizer()
+    if not first_step:
+        mae_optimizer.backward_and_step(_mae_loss(model), model.parameters())
+    optimizer = mae_optimizer.optimizer
+    original_step = optimizer.step
+
+    def overflowing_step(*args, **kwargs):  # finite loss and gradients, but the step overflows a weight
+        result = original_step(*args, **kwargs)
+        with torch.no_grad():
+            model[2].weight[0, 0] = float("inf")
+        return result
+
+    monkeypatch.setattr(optimizer, "step", overflowing_step)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    state = _optimizer_state(optimizer)
+    updates = mae_optimizer.num_updates
+    for skipped in (1, 2):
+        assert mae_optimizer.backward_and_step(_mae_loss(model), model.parameters()) == {"skipped": 1.0}
+        assert mae_optimizer.skipped_nonfinite == mae_optimizer.consecutive_skipped == skipped
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+        assert _same_state(state, _optimizer_state(optimizer)) and mae_optimizer.num_updates == updates
+        assert all(p.grad is None for p in model.parameters())
+    monkeypatch.setattr(optimizer, "step", original_step)
+    assert "grad_norm" in mae_optimizer.backward_and_step(_mae_loss(model), model.parameters())
+    assert mae_optimizer.consecutive_skipped == 0 and mae_optimizer.skipped_nonfinite == 2
+
+
+def test_a_huge_mae_learning_rate_never_leaves_non_finite_weights():
+    model, mae_optimizer = _mae_optimizer(lr=3e37)  # AdamW's weight decay multiplies the weights by -1.5e36
+
+    def bounded_loss():  # finite whatever the weights, with finite gradients
+        return sum(torch.tanh(p).sum() for p in model.parameters())
+
+    assert "grad_norm" in mae_optimizer.backward_and_step(bounded_loss(), model.parameters())  # huge, finite
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    assert max(v.abs().max() for v in weights.values()) > 1e36
+    state = _optimizer_state(mae_optimizer.optimizer)
+    for skipped in (1, 2, 3):  # each further step overflows: undone and counted
+        loss = bounded_loss()
+        assert math.isfinite(loss.item())
+        assert mae_optimizer.backward_and_step(loss, model.parameters()) == {"skipped": 1.0}
+        assert mae_optimizer.skipped_nonfinite == mae_optimizer.consecutive_skipped == skipped
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+        assert _same_state(state, _optimizer_state(mae_optimizer.optimizer))
+
+
+def test_a_non_finite_mae_gradient_with_a_finite_loss_is_skipped():
+    model, mae_optimizer = _mae_optimizer()
+    model[0].weight.register_hook(lambda grad: grad * float("inf"))
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = _mae_loss(model)
+    assert math.isfinite(loss.item())
+    assert mae_optimizer.backward_and_step(loss, model.parameters()) == {"skipped": 1.0}
+    assert mae_optimizer.skipped_nonfinite == 1 and not mae_optimizer.optimizer.state
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+
 def stock_a2c(spec, config, device):
     """A user's builder: Tianshou's own A2C on the token policy and critic."""
     from tianshou.algorithm import A2C
@@ -341,3 +424,49 @@ def test_ctrl_c_to_a_running_process_group_then_resume(tmp_path):
     a = torch.load(tmp_path / "full" / checkpoint.LATEST, weights_only=False)
     b = torch.load(out / checkpoint.LATEST, weights_only=False)
     assert all(torch.equal(tensor, b["mae"][name]) for name, tensor in a["mae"].items())
+
+
+def test_a_data_worker_absorbs_the_first_sigterm_only():
+    from envs.clip_source import _leave_stop_signals_to_the_main_process
+
+    child = os.fork()
+    if child == 0:  # a stand-in for a DataLoader worker
+        try:
+            _leave_stop_signals_to_the_main_process(0)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C to the group: ignored
+            os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's, to the group: absorbed
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)  # the DataLoader's terminate(): stops it
+            time.sleep(5)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_running_process_group_with_data_workers_then_resume(tmp_path):
+    # what a scheduler does before it stops a job: SIGTERM to every process, DataLoader workers included
+    args = [*RANDOM, "train.epochs=6", "train.max_steps=24", "train.save_every_steps=1", "data.num_workers=2"]
+    out = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "train_joint.py", *args, f"output_dir={out}"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (out / checkpoint.LATEST).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "received SIGTERM" in stderr and "Traceback" not in stderr
+    stopped_at = torch.load(out / checkpoint.LATEST, weights_only=False)["step"]
+    assert 0 < stopped_at < 24 and f"Stopped by SIGTERM at step {stopped_at} of 24" in stdout
+    # the resume runs to the end and exits (its workers stopped, no hang at exit)
+    resumed = subprocess.run([*command, "resume=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 24
