@@ -230,9 +230,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         epoch_end = env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0
         if epoch_end or control.save_due(step, n_steps):
             save()
-    control.close()
     clips.close()  # the data-loading workers are done (a stop signal may have reached them too)
-    save()
+    save()  # with the signal handlers still in place: a repeated SIGTERM must not cut it (runtime/control.py)
+    control.close()
     progress.close()
     if heldout_scores:
         print(f"held-out MAE loss {heldout_scores['mae/heldout_loss']:.4f}; trivial predictors: copy "

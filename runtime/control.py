@@ -3,8 +3,15 @@
 :class:`RunControl` holds the run's side of Algorithm 1's loop that is not learning:
 
 - **preemption**: SIGTERM (what clusters send before they kill a job) and SIGINT (Ctrl-C)
-  only set a flag; the loop saves at the next step boundary and stops. A second signal of
-  the same kind while the first is pending stops at once (the default behaviour).
+  only set a flag; the loop saves at the next step boundary and stops. A second stop signal
+  while the first is pending stops at once, without saving (the default behaviour), with one
+  exception: a SIGTERM within :data:`REPEAT_GRACE_S` seconds of a first SIGTERM is the same
+  request delivered twice and is ignored. Under torchrun a rank gets the scheduler's SIGTERM
+  twice when the scheduler signals every process of the job (SLURM does): once directly and
+  once passed on by torchrun, which forwards the signal it gets to its ranks. A repeated
+  Ctrl-C is a person's, and stops at once; under torchrun a second Ctrl-C reaches the ranks
+  as a SIGTERM (torchrun's shutdown), so it too stops them at once. The handlers stay in
+  place until the last checkpoint is written.
 - **periodic saves** every ``train.save_every_steps`` MAE steps, next to the epoch-based ones.
 - **divergence**: ``train.max_consecutive_skips`` updates in a row of the MAE or of the
   sampler skipped for non-finite values stop the run with an error, and a checkpoint is never
@@ -26,6 +33,7 @@ import torch.distributed as dist
 from runtime.errors import RunStopped, warn
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REPEAT_GRACE_S = 10.0  # a SIGTERM this soon after a first one is the same request, not "stop now"
 _last_stop_signal: int | None = None
 
 
@@ -52,6 +60,7 @@ class RunControl:
         self.output_dir, self.world_size, self.is_main = Path(output_dir), world_size, is_main
         self.device = torch.device(device)
         self.signal_received: int | None = None
+        self._received_at = 0.0  # time.monotonic() of this process's first stop signal
         self.warned: set[str] = set()
         self.started = time.perf_counter()
         self._previous: dict[int, Any] = {}
@@ -61,14 +70,19 @@ class RunControl:
 
     # ---- signals
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal_received == signum or not self._previous:  # a second one, or after close(): stop now
+        if self._received_at and signum == signal.SIGTERM == self.signal_received \
+                and time.monotonic() - self._received_at < REPEAT_GRACE_S:
+            return  # the same SIGTERM again (the scheduler's to every process, and torchrun's copy)
+        if self._received_at or not self._previous:  # a second one, or after close(): stop now
             self.close()
             signal.raise_signal(signum)
             return
-        self.signal_received = signum
+        self.signal_received, self._received_at = signum, time.monotonic()
         if self.is_main:
+            again = ("Ctrl-C again" if signum == signal.SIGINT
+                     else f"Ctrl-C, or SIGTERM again after {REPEAT_GRACE_S:.0f} s,")
             warn(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of this step, then "
-                 "stopping (send it again to stop at once, without saving)")
+                 f"stopping ({again} stops at once, without saving)")
 
     def close(self) -> None:
         """Restore the signal handlers that were there before."""

@@ -353,6 +353,37 @@ def test_a_diverged_run_stops_and_never_saves_non_finite_weights(tmp_path, overr
 # ---- preemption -------------------------------------------------------------------------------
 
 
+def test_a_repeated_sigterm_is_the_same_request_a_repeated_ctrl_c_stops_at_once(tmp_path, monkeypatch):
+    """A SIGTERM soon after a first one (the scheduler's to every process, and torchrun's copy to its
+    ranks) does not cancel the save; one later, or any second signal after Ctrl-C, stops at once."""
+    from omegaconf import OmegaConf
+
+    from runtime import control as control_module
+
+    clock = [100.0]
+    monkeypatch.setattr(control_module.time, "monotonic", lambda: clock[0])
+    forced = []
+    previous = {s: signal.signal(s, lambda signum, frame: forced.append(signum)) for s in control_module.STOP_SIGNALS}
+    try:
+        for first, second, delay, stops in [(signal.SIGTERM, signal.SIGTERM, 1.0, False),
+                                            (signal.SIGTERM, signal.SIGTERM, control_module.REPEAT_GRACE_S, True),
+                                            (signal.SIGINT, signal.SIGINT, 0.0, True),
+                                            (signal.SIGINT, signal.SIGTERM, 0.0, True),  # torchrun's 2nd Ctrl-C
+                                            (signal.SIGTERM, signal.SIGINT, 0.0, True)]:
+            forced.clear()
+            control = control_module.RunControl(OmegaConf.create({}), tmp_path)
+            control._handle(first, None)
+            assert control.signal_received == first and not forced
+            clock[0] += delay
+            control._handle(second, None)
+            assert forced == ([second] if stops else []), (first, second, delay)
+            assert control.signal_received == first
+            control.close()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def test_sigterm_saves_at_the_step_boundary_and_the_resume_matches(tmp_path, monkeypatch):
     import train_joint
     from runtime.control import exit_status_after_stop
@@ -366,6 +397,7 @@ def test_sigterm_saves_at_the_step_boundary_and_the_resume_matches(tmp_path, mon
         calls.append(1)
         if len(calls) == 3:  # mid-epoch: 4 steps an epoch
             os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered twice (scheduler and torchrun): still one request
         return random_actions(env, generator)
 
     monkeypatch.setattr(train_joint, "random_actions", signal_at_the_third_step)
