@@ -165,7 +165,7 @@ class RunControl:
         """A paragraph on the run (printed by rank 0 and appended to ``output_dir/train_joint.log``)."""
         minutes = (time.perf_counter() - self.started) / 60
         stopped = ""
-        if self.signal_received:
+        if self.signal_received and _last_stop_signal:  # not a signal during the last save of a finished run
             stopped = (f" Stopped by {signal.Signals(self.signal_received).name} at step {step} of {total_steps}; "
                        "continue it with resume=true.")
         loss = last.get("mae/loss", float("nan"))
