@@ -53,7 +53,7 @@ FINETUNE_CEILING = ["train.lr=1e-3", "train.head_init_scale=1", "train.batch_siz
 # The attentive probe of the testbed (downstream.linear_probe head=attentive): AdamW at a fixed
 # recipe, long enough that the probes of trained and untrained encoders both converge (docs/testbed.md).
 ATTENTIVE_PROBE = ["head=attentive", "train.opt=adamw", "train.lr=1e-2", "train.weight_decay=0.05",
-                   "train.batch_size=256", "train.epochs=100"]
+                   "train.batch_size=256", "train.epochs=200"]
 
 
 def testbed_data(contrast: str = "bright") -> list[str]:
