@@ -60,9 +60,7 @@ class AttentivePooling(nn.Module):
     (then LayerNorm), but with the key projection folded into the query (one ``(heads, dim)``
     table of scores' directions: the key's bias adds the same score to every token and drops
     out of the softmax) and the value projection applied after pooling (it is linear), so a
-    step costs O(B N D heads) instead of O(B N D^2). The tokens' LayerNorm has no affine: its
-    scale would fold into the queries and the value projection, its shift out of the softmax and
-    into the value bias, and without it nothing before the queries needs a gradient.
+    step costs O(B N D heads) instead of O(B N D^2).
 
     Shapes: ``(B, N, D)`` -> ``(B, D)``.
     """
@@ -72,7 +70,7 @@ class AttentivePooling(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not a multiple of num_heads {num_heads}")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.norm_tokens = nn.LayerNorm(dim, elementwise_affine=False)
+        self.norm_tokens = nn.LayerNorm(dim)
         self.query = nn.Parameter(torch.zeros(num_heads, dim))
         trunc_normal_(self.query, std=0.02)
         self.value = nn.Linear(dim, dim)
