@@ -169,15 +169,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         transform = FinetuneClipTransform(size, randaug=None, flip_prob=default_flip_prob(cfg))
         source = train_dataset(cfg, **shapes, transform=transform)
     else:
+        clips = train_dataset(cfg, **shapes, transform=None)
         if cfg.head == "attentive":
-            dataset_size = len(train_dataset(cfg, **shapes, transform=None))
-            needed = dataset_size * encoder.patch_embed.num_patches * encoder.norm.normalized_shape[0] * 4
+            needed = len(clips) * encoder.patch_embed.num_patches * encoder.norm.normalized_shape[0] * 4
             if needed > MAX_TOKEN_FEATURE_BYTES:
-                raise ConfigError(f"head=attentive keeps every token of the {dataset_size} training clips in memory "
+                raise ConfigError(f"head=attentive keeps every token of the {len(clips)} training clips in memory "
                                   f"({needed / 2**30:.1f} GiB); set train.augment=true to recompute them each step")
         tic = time.perf_counter()
-        features, labels = extract_features(probe, train_dataset(cfg, **shapes, transform=None),
-                                            batch_size=batch_size, num_workers=cfg.data.num_workers, device=device)
+        features, labels = extract_features(probe, clips, batch_size=batch_size, num_workers=cfg.data.num_workers,
+                                            device=device)
         writer.add_scalar("perf/feature_extraction_s", time.perf_counter() - tic, 0)
         source = TensorDataset(features, labels)
     steps_per_epoch = len(source) // batch_size
