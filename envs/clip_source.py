@@ -55,9 +55,14 @@ def _shut_down_workers() -> None:
     multiprocessing's ``terminate()`` would be the first SIGTERM a worker sees, which it absorbs.
     """
     for iterator in list(_live_iterators):
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        _shut_down(iterator)
+
+
+def _shut_down(iterator: Any) -> None:
+    """One DataLoader iterator's workers, stopped the DataLoader's clean way (none without workers)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _track(iterator: Any) -> None:
@@ -131,9 +136,7 @@ class ClipSource:
 
     def close(self) -> None:
         """Stop the data-loading workers now (the next batch starts them again)."""
-        shutdown = getattr(self._iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        _shut_down(self._iterator)
         self._iterator = None
 
     def next_batch(self) -> dict[str, Any]:
