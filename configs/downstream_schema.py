@@ -179,6 +179,10 @@ class LinearProbeConfig(DownstreamConfig):
     head: str = "linear"
     """linear (MAE's protocol: BatchNorm + Linear on the mean token) | attentive (a learned query
     cross-attends over all tokens, then LayerNorm + Linear; train it with train.opt=adamw)."""
+    layer: int = -1
+    """Which tokens the head reads: -1 the encoder's output (its last block, then its final
+    LayerNorm: MAE's protocol); 0 the patch embedding with positions; k the output of block k
+    (1 .. depth, no final norm). For a per-layer sweep of how linearly a feature is exposed."""
     output_dir: str = "runs/linprobe-${model.name}-${data.name}"
     """Where logs, the resolved config, the probe's weights and metrics.json go."""
 
@@ -231,6 +235,7 @@ def validate_downstream(cfg: Any) -> None:
             require(Path(cfg.data.root).is_dir(), f"data.root: no such folder: {cfg.data.root}")
     if "head" in cfg:  # probing
         require(cfg.head in ("linear", "attentive"), f"head must be linear or attentive, got {cfg.head!r}")
+        require(cfg.layer >= -1, f"layer must be -1 (the encoder's output) or a block index >= 0, got {cfg.layer}")
     train = cfg.train
     require(train.epochs > 0, f"train.epochs must be positive, got {train.epochs}")
     require(train.batch_size > 0, f"train.batch_size must be positive, got {train.batch_size}")

@@ -99,10 +99,14 @@ class LinearProbe(nn.Module):
         ``(B, N, D)`` (attentive).
     """
 
-    def __init__(self, encoder: VideoMAEEncoder, num_classes: int, head: str = "linear"):
+    def __init__(self, encoder: VideoMAEEncoder, num_classes: int, head: str = "linear", layer: int = -1):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if not -1 <= layer <= len(encoder.blocks):
+            raise ValueError(f"layer must be -1 (the encoder's output), 0 (the patch embedding) or a block "
+                             f"1 .. {len(encoder.blocks)}, got {layer}")
+        self.layer = layer
         self.encoder = encoder.requires_grad_(False).eval()
         self.pooling = head
         dim = encoder.norm.normalized_shape[0]
@@ -121,7 +125,13 @@ class LinearProbe(nn.Module):
 
     @torch.no_grad()
     def features(self, video: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(video).float()
+        if self.layer == -1:
+            tokens = self.encoder(video).float()
+        else:  # the residual stream after `layer` blocks
+            tokens = self.encoder.tokenize(video)
+            for block in self.encoder.blocks[:self.layer]:
+                tokens = block(tokens)
+            tokens = tokens.float()
         return tokens.mean(dim=1) if self.pooling == "linear" else tokens
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
@@ -157,11 +167,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # ---- the frozen encoder and the probe
     num_classes = infer_num_classes(cfg)
     encoder = build_frozen_encoder(cfg)
-    probe = LinearProbe(encoder, num_classes, cfg.head).to(device)
+    try:
+        probe = LinearProbe(encoder, num_classes, cfg.head, cfg.layer).to(device)
+    except ValueError as error:  # a layer the encoder does not have
+        raise ConfigError(str(error)) from None
     patch = encoder.patch_embed.proj.kernel_size
     size = encoder.patch_embed.grid[1] * patch[1]
     shapes = dict(input_size=size, patch_size=patch[1], tubelet_size=patch[0])
-    print(f"probe: {cfg.head} head on the frozen encoder")
+    print(f"probe: {cfg.head} head on the frozen encoder's " + ("output" if cfg.layer == -1 else f"layer {cfg.layer}"))
 
     # ---- training data: features extracted once (no augmentation), or augmented clips every step
     batch_size = cfg.train.batch_size
@@ -242,7 +255,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log_scalars(writer, scalars, step)
     writer.close()
     checkpoint.save_atomic(dict(norm=probe.norm.state_dict(), head=probe.head.state_dict(), step=step,
-                                pooling=cfg.head, num_classes=num_classes, config=OmegaConf.to_container(cfg, resolve=True)),
+                                pooling=cfg.head, layer=cfg.layer, num_classes=num_classes, config=OmegaConf.to_container(cfg, resolve=True)),
                            output_dir / "probe.pt")
     metrics = {**scalars, "steps": step, "lr": lr, "wall_time_s": time.perf_counter() - wall_start}
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

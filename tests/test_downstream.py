@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import mae
-from configs import CONFIG_DIR, register_configs
+from configs import CONFIG_DIR, ConfigError, register_configs
 from configs.downstream_schema import register_downstream_configs
 from downstream import evaluate as ev
 from downstream.attention_maps import actor_attention, mha_weights, trajectory_weights
@@ -388,6 +388,36 @@ def test_attentive_probe_smoke(tmp_path, pretrain_checkpoint):
     assert out["eval/num_videos"] == 4 and 0 <= out["eval/top1"] <= out["eval/top5"] <= 100
     probe = torch.load(tmp_path / "probe.pt", weights_only=False)
     assert probe["pooling"] == "attentive" and probe["norm"]["query"].shape == (3, 96)
+
+
+def test_probe_layer_reads_the_residual_stream_after_that_many_blocks():
+    """layer=-1 is the encoder's output; layer=k the tokens after k blocks, by hand; others refused."""
+    from downstream.linear_probe import LinearProbe
+    from mae import create_model
+
+    torch.manual_seed(0)
+    encoder = create_model("micro", num_frames=4).encoder.eval()
+    video = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        stream = [encoder.tokenize(video)]
+        for block in encoder.blocks:
+            stream.append(block(stream[-1]))
+        output = encoder(video)
+    torch.testing.assert_close(LinearProbe(encoder, 8).features(video), output.mean(1))
+    for layer, tokens in enumerate(stream):
+        torch.testing.assert_close(LinearProbe(encoder, 8, layer=layer).features(video), tokens.mean(1))
+        torch.testing.assert_close(LinearProbe(encoder, 8, "attentive", layer=layer).features(video), tokens)
+    assert not torch.allclose(stream[-1], output)  # the final LayerNorm is what -1 adds to the last block
+    for bad in (-2, len(encoder.blocks) + 1):
+        with pytest.raises(ValueError, match="layer must be"):
+            LinearProbe(encoder, 8, layer=bad)
+
+
+def test_linear_probe_of_a_layer_the_encoder_lacks_is_a_config_error(tmp_path):
+    from downstream import linear_probe
+
+    with pytest.raises(ConfigError, match="a block 1 .. 4, got 9"):
+        linear_probe.train(compose_cfg("linear_probe", *SMALL, "layer=9", f"output_dir={tmp_path}"))
 
 
 def test_attentive_pooling_equals_multihead_attention_with_one_query():

@@ -1,10 +1,11 @@
 """The CPU testbed's evidence: the MAE learns, and its features carry the label.
 
-Three commands, each printing its numbers and writing them to ``<out>/<command>.json``:
+Four commands, each printing its numbers and writing them to ``<out>/<command>.json``:
 
     python -m tools.testbed static --minutes 5      # static clips, mask 0.75: below the copy predictor?
     python -m tools.testbed moving --steps 3072     # moving clips, mask 0.9 (train_joint.py agent=random),
                                                     # then linear probes and a from-scratch fine-tune
+    python -m tools.testbed layers                  # linear probes of every layer of moving's MAE
     python -m tools.testbed gradients               # why the paper's PPO objective barely moves
 
 ``static`` trains the micro MAE in-process with random masking on built-in clips whose first
@@ -184,13 +185,54 @@ def run_moving(args: argparse.Namespace) -> dict:
     n = args.test_clips
     for head, label in (("probe", "linear probe"), ("attentive", "attentive probe")):
         pre, un = result[f"{head}_pretrained"], result[f"{head}_untrained"]
-        se_pre, se_un = (math.sqrt(max(v * (100 - v), 1e-9) / n) for v in (pre, un))
-        result[f"{head}_difference_in_se"] = (pre - un) / math.sqrt(se_pre ** 2 + se_un ** 2)
+        se_pre, se_un = standard_error(pre, n), standard_error(un, n)
+        result[f"{head}_difference_in_se"] = difference_in_se(pre, un, n)
         print(f"{label} top-1: pretrained {pre:.1f} % (+- {se_pre:.1f}), untrained encoder {un:.1f} % "
               f"(+- {se_un:.1f}); chance {100 / NUM_CLASSES:.1f} %; difference "
               f"{result[f'{head}_difference_in_se']:.1f} standard errors")
     if "finetune_scratch" in result:
         print(f"fine-tune from scratch {result['finetune_scratch']:.1f} %")
+    return result
+
+
+def standard_error(top1_pct: float, num_clips: int) -> float:
+    """Standard error, in points, of a top-1 accuracy measured on ``num_clips`` test clips."""
+    return math.sqrt(max(top1_pct * (100 - top1_pct), 1e-9) / num_clips)
+
+
+def difference_in_se(a: float, b: float, num_clips: int) -> float:
+    """``a - b`` in standard errors of the difference of two accuracies on independent test sets."""
+    return (a - b) / math.hypot(standard_error(a, num_clips), standard_error(b, num_clips))
+
+
+def run_layers(args: argparse.Namespace) -> dict:
+    """MAE's linear probe (mean token, BatchNorm, Linear) of every layer of the ``moving`` run's
+    pretrained encoder and of an untrained one: is the label linear in some layer's features?"""
+    from downstream.visualise import load_pretrained
+
+    run_dir = Path(args.out) / f"moving-seed{args.seed}"
+    ckpt = Path(args.checkpoint) if args.checkpoint else run_dir / "checkpoint-latest.pt"
+    if not ckpt.is_file():
+        raise RuntimeError(f"no checkpoint {ckpt}: run `python -m tools.testbed moving` first, or pass --checkpoint")
+    depth = len(load_pretrained(str(ckpt)).model.encoder.blocks)
+    layers = [*range(depth + 1), -1]  # the patch embedding, each block, the output with its final norm
+    encoders = {"untrained": ["model=micro"], "pretrained": [f"checkpoint={ckpt}"]}
+    result: dict = {"checkpoint": str(ckpt), "rows": []}
+    print("| layer | untrained | pretrained | difference (standard errors) |\n|---|---|---|---|")
+    for layer in layers:
+        row = {"layer": layer}
+        for name, extra in encoders.items():
+            probe_dir = run_dir / "layers" / f"{name}-layer{layer}"
+            if not (probe_dir / "metrics.json").is_file():
+                run(["-m", "downstream.linear_probe", *extra, *testbed_data(), f"layer={layer}", f"seed={args.seed}",
+                     f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
+                     f"output_dir={probe_dir}"], run_dir / "layers" / f"{name}-layer{layer}.log")
+            row[name] = top1(probe_dir)
+        row["difference_in_se"] = difference_in_se(row["pretrained"], row["untrained"], args.test_clips)
+        result["rows"].append(row)
+        where = "output (final norm)" if layer == -1 else "patch embedding" if layer == 0 else f"block {layer}"
+        print(f"| {where} | {row['untrained']:.1f} | {row['pretrained']:.1f} | {row['difference_in_se']:+.1f} |",
+              flush=True)
     return result
 
 
@@ -259,18 +301,23 @@ def main(argv: list[str] | None = None) -> None:
     moving.add_argument("--test-clips", type=int, default=1024, help="held-out clips they are scored on")
     moving.add_argument("--finetune-epochs", type=int, default=10)
     moving.add_argument("--no-finetune", action="store_true")
+    layers = sub.add_parser("layers", help="linear probes of every layer, pretrained (moving's run) and untrained")
+    layers.add_argument("--checkpoint", help="a pretraining checkpoint; default: the moving run's of --seed")
+    layers.add_argument("--probe-clips", type=int, default=2048, help="training clips of each probe")
+    layers.add_argument("--test-clips", type=int, default=1024, help="held-out clips it is scored on")
     gradients = sub.add_parser("gradients", help="d log-prob / d logits: the paper's objective against the exact one")
     gradients.add_argument("--draws", type=int, default=64, help="sampled actions averaged over")
     gradients.add_argument("--adv-std", type=float, default=0.008,
                            help="spread of raw advantages (the testbed's policy/adv_std is about 0.005-0.009)")
-    for p in (static, moving, gradients):
+    for p in (static, moving, layers, gradients):
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", default="runs/testbed")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
-        result = {"static": run_static, "moving": run_moving, "gradients": run_gradients}[args.command](args)
+        result = {"static": run_static, "moving": run_moving, "layers": run_layers,
+                  "gradients": run_gradients}[args.command](args)
     except RuntimeError as error:  # a sub-run failed: one line, its log named
         raise SystemExit(f"error: {error}") from None
     name = f"{args.command}-seed{args.seed}" + ("" if args.command != "static" else "-" + "-".join(
