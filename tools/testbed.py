@@ -218,6 +218,7 @@ def run_layers(args: argparse.Namespace) -> dict:
     layers = [*range(depth + 1), -1]  # the patch embedding, each block, the output with its final norm
     encoders = {"untrained": ["model=micro"], "pretrained": [f"checkpoint={ckpt}"]}
     result: dict = {"checkpoint": str(ckpt), "rows": []}
+    (run_dir / "layers").mkdir(parents=True, exist_ok=True)
     print("| layer | untrained | pretrained | difference (standard errors) |\n|---|---|---|---|")
     for layer in layers:
         row = {"layer": layer}
