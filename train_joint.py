@@ -200,7 +200,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         step += n_steps
         elapsed = time.perf_counter() - tic
         last.update({
-            "mae/loss": float(env.last_stats["loss"]), "mae/copy_loss": env.last_stats["copy_loss"],
+            "mae/loss": float(env.last_stats["loss"]),
             "mae/lr": optimizer.param_groups[0]["lr"],
             "mae/skipped_nonfinite": env.optimizer.skipped_nonfinite,
             "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
@@ -221,6 +221,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         else:  # peak resident set size of this process (Linux reports KiB)
             last["perf/peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if step % cfg.train.log_every < n_steps or step >= total_steps:
+            trivial = env.trivial_losses()  # on the same clips and masks as mae/loss
+            last.update({"mae/copy_loss": trivial["copy"], "mae/mean_visible_loss": trivial["mean_visible"]})
             log(last)
         progress.update(n_steps)
         progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
@@ -239,7 +241,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
               f"{heldout_scores['mae/heldout_copy']:.4f}, clip mean {heldout_scores['mae/heldout_mean_visible']:.4f}, "
               f"zeros {heldout_scores['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
               f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance); on the last batch's own "
-              f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}")
+              f"masks: MAE {last['mae/loss']:.4f}, copy {last.get('mae/copy_loss', float('nan')):.4f}, "
+              f"clip mean {last.get('mae/mean_visible_loss', float('nan')):.4f}")
     last.update(heldout_scores)
     control.summary(step=step, total_steps=total_steps, policy_updates=updates, last=last)
     if writer is not None:

@@ -44,7 +44,7 @@ from envs.clip_source import ClipSource
 from envs.mae_optimizer import MAEOptimizer
 from envs.spaces import token_spaces
 from mae import PretrainVideoMAE, indices_to_mask, num_visible
-from mae.baselines import copy_prediction, prediction_loss
+from mae.baselines import trivial_losses
 
 MODES = ("train", "frozen")
 GROUP_UPDATES = ("all", "first")
@@ -133,6 +133,7 @@ class MAEVectorEnv(VectorEnv):
         self.skipped_videos = 0
         self._groups_emitted = 0
         self._batch: dict[str, Any] | None = None
+        self._last_scored: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rendered: tuple[torch.Tensor, torch.Tensor] | None = None  # (video, visible) of the last step
         self._clips_state = clips.state_dict()
 
@@ -178,9 +179,7 @@ class MAEVectorEnv(VectorEnv):
         reward = out.per_clip.detach().float().cpu().numpy()
         info = self._info(out.per_token.detach(), visible)
         self.last_stats = {**self.last_stats, "loss": float(reward.mean())}
-        with torch.no_grad():  # what copying the nearest visible time step scores on the same clips and masks
-            copy = copy_prediction(target, visible, self.mae.grid)
-            self.last_stats["copy_loss"] = float(prediction_loss(copy, target, visible, self.mae.loss_type).mean())
+        self._last_scored = (target, visible)  # for trivial_losses(), asked for when the loop logs
         if self._batch["motion"] is not None:  # built-in data: which tokens a moving object covers
             self.last_stats["motion_enrichment"] = motion_enrichment(visible, self._batch["motion"])[0]
         if self.render_mode is not None:
@@ -189,6 +188,17 @@ class MAEVectorEnv(VectorEnv):
         terminated = np.ones(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
         return self.observation, reward, terminated, truncated, info
+
+    @torch.no_grad()
+    def trivial_losses(self) -> dict[str, float]:
+        """What the trivial predictors of :mod:`mae.baselines` (``zeros``, ``mean_visible``, ``copy``)
+        score on the last step's clips and masks, next to ``last_stats["loss"]``: computed on demand,
+        off the per-step path."""
+        if self._last_scored is None:
+            raise RuntimeError("no step taken yet: trivial_losses() scores the last step's clips and masks")
+        target, visible = self._last_scored
+        return {name: float(loss.mean())
+                for name, loss in trivial_losses(target, visible, self.mae.grid, self.mae.loss_type).items()}
 
     # ---- actions
     def check_action(self, actions) -> torch.Tensor:

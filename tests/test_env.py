@@ -75,18 +75,22 @@ def test_reward_equals_direct_mae_loss():
     assert np.array_equal(info["visible"], visible.numpy())
 
 
-def test_step_scores_the_copy_predictor_on_the_same_clips_and_masks():
+def test_trivial_losses_score_the_last_steps_clips_and_masks():
     from mae.baselines import trivial_losses
 
     env = make_env(mode="frozen")
     env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="no step taken yet"):
+        env.trivial_losses()
     target = env._batch["target"].clone()
     act = random_actions(env)
     env.step(act)
     visible = mae.indices_to_mask(act, env.num_tokens)
-    expected = trivial_losses(target, visible, env.mae.grid)["copy"].mean()
-    assert env.last_stats["copy_loss"] == pytest.approx(float(expected), rel=1e-6)
-    assert env.last_stats["copy_loss"] > 0
+    expected = trivial_losses(target, visible, env.mae.grid)
+    scored = env.trivial_losses()
+    assert set(scored) == {"zeros", "mean_visible", "copy"}
+    for name in scored:
+        assert scored[name] == pytest.approx(float(expected[name].mean()), rel=1e-6) and scored[name] > 0
 
 
 def test_frozen_mode_is_bit_identical_and_train_mode_learns():

@@ -66,7 +66,7 @@ def test_resumed_run_matches_uninterrupted(tmp_path, agent):
     train_joint.train(compose_cfg(*extra, f"agent={agent}", "train.max_steps=6", f"output_dir={tmp_path / 'cut'}"))
     resumed = train_joint.train(compose_cfg(*extra, f"agent={agent}", "train.max_steps=10", "resume=true",
                                             f"output_dir={tmp_path / 'cut'}"))
-    for key in ("mae/loss", "env/reward_mean"):
+    for key in ("mae/loss", "env/reward_mean", "mae/copy_loss", "mae/mean_visible_loss"):
         assert resumed[key] == full[key], key
     a = torch.load(tmp_path / "full" / "checkpoint-latest.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "checkpoint-latest.pt", weights_only=False)
