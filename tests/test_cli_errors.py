@@ -151,7 +151,8 @@ def test_inspect_names_a_file_that_is_not_a_rollout_dump(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("tool, args", [("tools.motion_visibility", ["{missing}"]),
-                                        ("tools.subset_list", ["{missing}", "{out}"])])
+                                        ("tools.subset_list", ["{missing}", "{out}"]),
+                                        ("tools.testbed", ["layers", "--checkpoint", "{missing}", "--out", "{out}"])])
 def test_tools_report_a_missing_file_in_one_line(tmp_path, tool, args):
     missing, out = tmp_path / "absent.file", tmp_path / "subset.txt"
     argv = [arg.format(missing=missing, out=out) for arg in args]

@@ -174,3 +174,10 @@ def test_motion_enrichment_by_hand():
     # clip 0: (1/2) / (1/4) = 2; clip 1: (1/1) / (2/4) = 2; clip 2 has no moving token: left out
     assert enrich == pytest.approx(2.0) and prob == pytest.approx(1.0)
     assert math.isnan(motion_enrichment(visible[2:], motion[2:])[0])
+
+
+def test_probe_standard_errors_by_hand():
+    from tools.testbed import difference_in_se, standard_error
+
+    assert standard_error(50.0, 100) == pytest.approx(5.0)  # sqrt(50 * 50 / 100) points
+    assert difference_in_se(60.0, 50.0, 100) == pytest.approx(10 / math.hypot(math.sqrt(24.0), 5.0))

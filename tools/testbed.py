@@ -213,7 +213,8 @@ def run_layers(args: argparse.Namespace) -> dict:
     run_dir = Path(args.out) / f"moving-seed{args.seed}"
     ckpt = Path(args.checkpoint) if args.checkpoint else run_dir / "checkpoint-latest.pt"
     if not ckpt.is_file():
-        raise RuntimeError(f"no checkpoint {ckpt}: run `python -m tools.testbed moving` first, or pass --checkpoint")
+        raise FileNotFoundError(f"no checkpoint {ckpt}: run `python -m tools.testbed moving` first, "
+                                "or pass --checkpoint")
     depth = len(load_pretrained(str(ckpt)).model.encoder.blocks)
     layers = [*range(depth + 1), -1]  # the patch embedding, each block, the output with its final norm
     encoders = {"untrained": ["model=micro"], "pretrained": [f"checkpoint={ckpt}"]}
