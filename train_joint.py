@@ -77,6 +77,12 @@ def random_actions(env: MAEVectorEnv, generator: torch.Generator) -> torch.Tenso
     return mae.mask_to_indices(visible)
 
 
+def own_mask_baselines(env: MAEVectorEnv) -> dict[str, float]:
+    """The copy and clip-mean predictors on the last step's clips and masks, the same as ``mae/loss``'s."""
+    trivial = env.trivial_losses()
+    return {"mae/copy_loss": trivial["copy"], "mae/mean_visible_loss": trivial["mean_visible"]}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     rank, world_size, device = init_processes(cfg.device)
@@ -221,8 +227,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         else:  # peak resident set size of this process (Linux reports KiB)
             last["perf/peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if step % cfg.train.log_every < n_steps or step >= total_steps:
-            trivial = env.trivial_losses()  # on the same clips and masks as mae/loss
-            last.update({"mae/copy_loss": trivial["copy"], "mae/mean_visible_loss": trivial["mean_visible"]})
+            last.update(own_mask_baselines(env))
             log(last)
         progress.update(n_steps)
         progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
@@ -236,13 +241,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     save()  # with the signal handlers still in place: a repeated SIGTERM must not cut it (runtime/control.py)
     control.close()
     progress.close()
+    if "mae/loss" in last:  # a stop between two logged steps: the baselines of the batch mae/loss is from
+        last.update(own_mask_baselines(env))
     if heldout_scores:
         print(f"held-out MAE loss {heldout_scores['mae/heldout_loss']:.4f}; trivial predictors: copy "
               f"{heldout_scores['mae/heldout_copy']:.4f}, clip mean {heldout_scores['mae/heldout_mean_visible']:.4f}, "
               f"zeros {heldout_scores['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
               f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance); on the last batch's own "
-              f"masks: MAE {last['mae/loss']:.4f}, copy {last.get('mae/copy_loss', float('nan')):.4f}, "
-              f"clip mean {last.get('mae/mean_visible_loss', float('nan')):.4f}")
+              f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}, "
+              f"clip mean {last['mae/mean_visible_loss']:.4f}")
     last.update(heldout_scores)
     control.summary(step=step, total_steps=total_steps, policy_updates=updates, last=last)
     if writer is not None:
