@@ -29,6 +29,17 @@ def mean_visible_prediction(target: torch.Tensor, visible: torch.Tensor) -> torc
     return mean.unsqueeze(1).expand_as(target)
 
 
+def seen_at_some_time(visible: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Whether each token's spatial position is visible at some time step: ``(B, N)`` bool.
+
+    A masked token with this set is one the copy predictor copies; the others get the clip mean.
+    """
+    batch, num_tokens = visible.shape
+    steps = grid[0]
+    vis = visible.view(batch, steps, num_tokens // steps)
+    return vis.any(dim=1, keepdim=True).expand_as(vis).reshape(batch, num_tokens)
+
+
 def copy_prediction(target: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     """Nearest visible time step at the same spatial position, else the clip's mean visible target.
 
@@ -48,7 +59,7 @@ def copy_prediction(target: torch.Tensor, visible: torch.Tensor, grid: tuple[int
     source_time = cost.argmin(dim=2)  # (B, T', P)
     source = (source_time * places + torch.arange(places, device=target.device)).view(batch, num_tokens)
     copied = target.gather(1, source.unsqueeze(-1).expand(-1, -1, channels))
-    seen = vis.any(dim=1, keepdim=True).expand(batch, steps, places).reshape(batch, num_tokens, 1)
+    seen = seen_at_some_time(visible, grid).unsqueeze(-1)
     return torch.where(seen, copied, mean_visible_prediction(target, visible))
 
 
@@ -91,3 +102,28 @@ def heldout_losses(model, video: torch.Tensor, visible: torch.Tensor, *, chunk: 
             sums[name] += float(loss.sum())
     model.train(was_training)
     return {name: total / video.shape[0] for name, total in sums.items()}
+
+
+@torch.no_grad()
+def copy_split_losses(model, video: torch.Tensor, visible: torch.Tensor) -> dict[str, float]:
+    """The MAE's and the copy predictor's mean squared error per masked token, split by whether the
+    token's position is visible at another time step (``seen``: copy copies) or not (``unseen``:
+    copy predicts the clip mean). ``seen_fraction`` is the share of masked tokens that are seen.
+
+    Why an MAE is above or below the copy predictor on static clips: there copying is exact on
+    seen tokens, so an MAE beats it only by copying them almost exactly and filling in unseen ones.
+    """
+    was_training = model.training
+    model.eval()
+    target = model.target(video)
+    masked = ~visible
+    prediction = torch.zeros_like(target)
+    prediction[masked] = model(video, visible).float().reshape(-1, target.shape[-1])
+    seen = seen_at_some_time(visible, model.grid)
+    model.train(was_training)
+    result = {"seen_fraction": float((masked & seen).sum() / masked.sum())}
+    for name, pred in (("mae", prediction), ("copy", copy_prediction(target, visible, model.grid))):
+        error = (pred - target).pow(2).mean(-1)
+        for part, where in (("seen", masked & seen), ("unseen", masked & ~seen)):
+            result[f"{name}_{part}"] = float(error[where].mean()) if where.any() else float("nan")
+    return result

@@ -1,5 +1,6 @@
 """The CPU testbed's parts: trivial predictors, target and loss options, 3-D positions, data options."""
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,8 @@ import mae
 from data.synthetic import SyntheticMotionVideos, synthetic_style
 from envs.heldout import heldout_batch
 from envs.mae_env import motion_enrichment
-from mae.baselines import copy_prediction, heldout_losses, mean_visible_prediction, trivial_losses
+from mae.baselines import (copy_prediction, copy_split_losses, heldout_losses, mean_visible_prediction,
+                          seen_at_some_time, trivial_losses)
 from mae.pos_embed import factorised_sinusoid_table, position_table, sinusoid_table
 from mae.target import patchify_target, reconstruction_loss
 
@@ -36,6 +38,30 @@ def test_copy_predictor_takes_the_nearest_visible_time_step_earlier_on_ties():
     pred = copy_prediction(target, visible, grid).view(5)
     # t=0 -> 1, t=2 -> 1 (tie between 1 and 3: the earlier), t=4 -> 3; visible tokens copy themselves
     assert pred.tolist() == [1.0, 1.0, 1.0, 3.0, 3.0]
+
+
+class _OffByOne(torch.nn.Module):
+    """A stand-in MAE whose target is its input ``(B, N, C)`` and which predicts every masked token 1 too high."""
+
+    grid = (2, 2, 1)
+
+    def target(self, video):
+        return video
+
+    def forward(self, video, visible):
+        return (video[~visible] + 1.0).view(video.shape[0], -1, video.shape[-1])
+
+
+def test_copy_split_losses_by_hand():
+    # static: place 0 holds 1, place 1 holds 3, at both time steps; only (t=0, place 0) is visible
+    target = torch.tensor([[[1.0], [3.0], [1.0], [3.0]]])
+    visible = torch.tensor([[True, False, False, False]])
+    assert seen_at_some_time(visible, (2, 2, 1)).tolist() == [[True, False, True, False]]
+    split = copy_split_losses(_OffByOne(), target, visible)
+    assert split["seen_fraction"] == pytest.approx(1 / 3)  # of the 3 masked tokens, only (t=1, place 0)
+    assert split["copy_seen"] == 0.0  # copied exactly from t=0
+    assert split["copy_unseen"] == pytest.approx(4.0)  # the clip mean 1 for a 3
+    assert split["mae_seen"] == pytest.approx(1.0) and split["mae_unseen"] == pytest.approx(1.0)
 
 
 def test_mean_visible_and_losses_by_hand():
@@ -181,3 +207,13 @@ def test_probe_standard_errors_by_hand():
 
     assert standard_error(50.0, 100) == pytest.approx(5.0)  # sqrt(50 * 50 / 100) points
     assert difference_in_se(60.0, 50.0, 100) == pytest.approx(10 / math.hypot(math.sqrt(24.0), 5.0))
+
+
+def test_static_command_smoke_writes_its_curve_and_the_copy_split(tmp_path, capsys):
+    from tools.testbed import main
+
+    main(["static", "--minutes", "0.01", "--eval-every", "1000", "--frames", "4", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "static-seed0-f4-raw-3d-smooth-solid-bright.json").read_text())
+    assert result["curve"][0]["step"] == 0 and result["curve"][-1]["step"] > 0
+    assert 0 < result["split"]["seen_fraction"] < 1 and result["split"]["copy_seen"] == pytest.approx(0, abs=1e-12)
+    assert "visible at another time step" in capsys.readouterr().out

@@ -37,7 +37,7 @@ from timm.optim import create_optimizer_v2
 import mae
 from data.synthetic import CONTRASTS, SyntheticMotionVideos, repeat_first_frame
 from envs.heldout import heldout_batch
-from mae.baselines import heldout_losses
+from mae.baselines import copy_split_losses, heldout_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = len(SyntheticMotionVideos.CLASSES)
@@ -100,12 +100,16 @@ def run_static(args: argparse.Namespace) -> dict:
         optimizer.step()
         step += 1
     below = next((point for point in curve if point["mae"] < point["copy"]), None)
-    summary = {"final": curve[-1], "first_below_copy": below, "curve": curve, "args": vars(args)}
+    split = copy_split_losses(model, held["video"], held["visible"])
+    summary = {"final": curve[-1], "first_below_copy": below, "split": split, "curve": curve, "args": vars(args)}
     final = curve[-1]
     print(f"\nfinal: MAE {final['mae']:.4f} vs copy {final['copy']:.4f} "
           f"({100 * (1 - final['mae'] / final['copy']):+.1f} % below); "
           + (f"first below the copy predictor at step {below['step']} ({below['minutes']:.2f} min)"
              if below else "never below the copy predictor"))
+    print(f"masked tokens whose position is visible at another time step ({100 * split['seen_fraction']:.1f} %): "
+          f"MAE {split['mae_seen']:.4f}, copy {split['copy_seen']:.4f}; the others: MAE {split['mae_unseen']:.4f}, "
+          f"copy (the clip mean) {split['copy_unseen']:.4f}")
     return summary
 
 
