@@ -158,19 +158,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     _, world_size, device = init_processes(cfg.device)
     if world_size > 1:
         raise NotImplementedError("linear probing runs in one process; start it without torchrun")
-    output_dir = Path(cfg.output_dir)
-    save_resolved_config(cfg, output_dir)
-    writer = SummaryWriter(str(output_dir / "tb"))
     seed_everything(cfg.seed)
     wall_start = time.perf_counter()
 
-    # ---- the frozen encoder and the probe
+    # ---- the frozen encoder and the probe, before anything is written (a layer it lacks is a config error)
     num_classes = infer_num_classes(cfg)
     encoder = build_frozen_encoder(cfg)
     try:
         probe = LinearProbe(encoder, num_classes, cfg.head, cfg.layer).to(device)
     except ValueError as error:  # a layer the encoder does not have
         raise ConfigError(str(error)) from None
+    output_dir = Path(cfg.output_dir)
+    save_resolved_config(cfg, output_dir)
+    writer = SummaryWriter(str(output_dir / "tb"))
     patch = encoder.patch_embed.proj.kernel_size
     size = encoder.patch_embed.grid[1] * patch[1]
     shapes = dict(input_size=size, patch_size=patch[1], tubelet_size=patch[0])

@@ -416,8 +416,10 @@ def test_probe_layer_reads_the_residual_stream_after_that_many_blocks():
 def test_linear_probe_of_a_layer_the_encoder_lacks_is_a_config_error(tmp_path):
     from downstream import linear_probe
 
+    out = tmp_path / "probe"
     with pytest.raises(ConfigError, match="a block 1 .. 4, got 9"):
-        linear_probe.train(compose_cfg("linear_probe", *SMALL, "layer=9", f"output_dir={tmp_path}"))
+        linear_probe.train(compose_cfg("linear_probe", *SMALL, "layer=9", f"output_dir={out}"))
+    assert not out.exists()  # refused before the run folder, its config or its TensorBoard log is written
 
 
 def test_attentive_pooling_equals_multihead_attention_with_one_query():
