@@ -217,3 +217,18 @@ def test_static_command_smoke_writes_its_curve_and_the_copy_split(tmp_path, caps
     assert result["curve"][0]["step"] == 0 and result["curve"][-1]["step"] > 0
     assert 0 < result["split"]["seen_fraction"] < 1 and result["split"]["copy_seen"] == pytest.approx(0, abs=1e-12)
     assert "visible at another time step" in capsys.readouterr().out
+
+
+def test_own_position_attention_by_hand_with_uniform_attention():
+    from tools.testbed import own_position_attention
+
+    model = mae.create_model("micro", num_frames=6)  # 3 time steps of 16 places: 48 tokens
+    for block in model.decoder.blocks:  # zero queries and keys: every attention row is uniform over 48 tokens
+        torch.nn.init.zeros_(block.attn.qkv.weight)
+    visible = torch.zeros(2, 3, 16, dtype=torch.bool)
+    visible[:, 0:2, 0] = True  # place 0 at t = 0, 1: its masked token at t = 2 sees 2 of them
+    visible[:, 0, 1] = True  # place 1 at t = 0: its masked tokens at t = 1, 2 see 1 each
+    weights = own_position_attention(model, torch.randn(2, 3, 6, 32, 32), visible.view(2, 48))
+    expected = (2 + 1 + 1) / 3 / 48  # mean over the three masked tokens whose place is visible elsewhere
+    assert [len(heads) for heads in weights] == [2, 2]
+    assert all(w == pytest.approx(expected) for heads in weights for w in heads)

@@ -37,7 +37,7 @@ from timm.optim import create_optimizer_v2
 import mae
 from data.synthetic import CONTRASTS, SyntheticMotionVideos, repeat_first_frame
 from envs.heldout import heldout_batch
-from mae.baselines import copy_split_losses, heldout_losses
+from mae.baselines import copy_split_losses, heldout_losses, seen_at_some_time
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = len(SyntheticMotionVideos.CLASSES)
@@ -101,7 +101,9 @@ def run_static(args: argparse.Namespace) -> dict:
         step += 1
     below = next((point for point in curve if point["mae"] < point["copy"]), None)
     split = copy_split_losses(model, held["video"], held["visible"])
-    summary = {"final": curve[-1], "first_below_copy": below, "split": split, "curve": curve, "args": vars(args)}
+    attention = own_position_attention(model, held["video"], held["visible"])
+    summary = {"final": curve[-1], "first_below_copy": below, "split": split, "own_position_attention": attention,
+               "curve": curve, "args": vars(args)}
     final = curve[-1]
     print(f"\nfinal: MAE {final['mae']:.4f} vs copy {final['copy']:.4f} "
           f"({100 * (1 - final['mae'] / final['copy']):+.1f} % below); "
@@ -110,7 +112,44 @@ def run_static(args: argparse.Namespace) -> dict:
     print(f"masked tokens whose position is visible at another time step ({100 * split['seen_fraction']:.1f} %): "
           f"MAE {split['mae_seen']:.4f}, copy {split['copy_seen']:.4f}; the others: MAE {split['mae_unseen']:.4f}, "
           f"copy (the clip mean) {split['copy_unseen']:.4f}")
+    print("attention of those masked tokens on the visible tokens at their own position, per decoder block: "
+          + "; ".join(f"block {i + 1} heads " + ", ".join(f"{w:.2f}" for w in heads)
+                      for i, heads in enumerate(attention)))
     return summary
+
+
+@torch.no_grad()
+def own_position_attention(model, video: torch.Tensor, visible: torch.Tensor) -> list[list[float]]:
+    """Per decoder block and head: the mean attention a masked token whose position is visible at another
+    time step puts on the visible tokens at its own spatial position (1: it attends to nothing else, the
+    routing copying needs; chance is about 1 / (visible tokens))."""
+    inputs = []
+    hooks = [block.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+             for block in model.decoder.blocks]
+    was_training = model.training
+    model.eval()
+    try:
+        model(video, visible)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    num_visible = int(visible[0].sum())
+    places = visible.shape[1] // model.grid[0]
+    # the decoder's token order: the visible tokens, then the masked ones, each in token order
+    order = torch.cat([visible.nonzero()[:, 1].view(len(visible), -1), (~visible).nonzero()[:, 1].view(len(visible), -1)], 1)
+    place = order % places
+    own_place = (place[:, :, None] == place[:, None, :])[:, :, :num_visible]  # (B, L, K): key at the query's place
+    queries = torch.gather(seen_at_some_time(visible, model.grid), 1, order)
+    queries[:, :num_visible] = False  # masked queries only
+    result = []
+    for block, x in zip(model.decoder.blocks, inputs):
+        attn = block.attn
+        q, k, _ = (attn.qkv(block.norm1(x)).unflatten(-1, (3, attn.num_heads, -1)).permute(2, 0, 3, 1, 4))
+        weights = ((attn.q_norm(q) * attn.scale) @ attn.k_norm(k).transpose(-2, -1)).softmax(-1)  # (B, H, L, L)
+        on_own = (weights[..., :num_visible] * own_place[:, None]).sum(-1)  # (B, H, L)
+        result.append([float(on_own[:, head][queries].mean()) for head in range(attn.num_heads)])
+    return result
 
 
 def run(cmd: list[str], log: Path, *, threads: int | None = None) -> None:
