@@ -232,3 +232,15 @@ def test_own_position_attention_by_hand_with_uniform_attention():
     expected = (2 + 1 + 1) / 3 / 48  # mean over the three masked tokens whose place is visible elsewhere
     assert [len(heads) for heads in weights] == [2, 2]
     assert all(w == pytest.approx(expected) for heads in weights for w in heads)
+
+
+def test_linear_code_error_by_hand():
+    from tools.testbed import linear_code_error
+
+    # points on a line through (1, 1, 1) plus one orthogonal offset of +-2 on the last axis
+    direction = torch.tensor([1.0, 2.0, 0.0]) / math.sqrt(5)
+    tokens = torch.stack([1 + t * direction + torch.tensor([0.0, 0.0, s]) for t in (-3.0, -1.0, 1.0, 3.0)
+                          for s in (-2.0, 2.0)])
+    assert linear_code_error(tokens, 2) == pytest.approx(0.0, abs=1e-12)
+    assert linear_code_error(tokens, 1) == pytest.approx(8 * 4 / 24)  # the +-2 offsets: 8 squares of 2 over 24 values
+    assert linear_code_error(tokens, 0) == pytest.approx((2 * (9 + 1 + 1 + 9) + 32) / 24)

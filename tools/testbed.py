@@ -102,8 +102,12 @@ def run_static(args: argparse.Namespace) -> dict:
     below = next((point for point in curve if point["mae"] < point["copy"]), None)
     split = copy_split_losses(model, held["video"], held["visible"])
     attention = own_position_attention(model, held["video"], held["visible"])
+    places = model.num_tokens // model.grid[0]  # static clips: every time step holds the same patches
+    patches = model.target(held["video"])[:, :places].reshape(-1, model.decoder.head.out_features)
+    head_dim = model.decoder.head.in_features // model.decoder.blocks[0].attn.num_heads
+    floors = {dims: linear_code_error(patches, dims) for dims in (head_dim, model.decoder.head.in_features)}
     summary = {"final": curve[-1], "first_below_copy": below, "split": split, "own_position_attention": attention,
-               "curve": curve, "args": vars(args)}
+               "linear_code_error": floors, "curve": curve, "args": vars(args)}
     final = curve[-1]
     print(f"\nfinal: MAE {final['mae']:.4f} vs copy {final['copy']:.4f} "
           f"({100 * (1 - final['mae'] / final['copy']):+.1f} % below); "
@@ -115,7 +119,18 @@ def run_static(args: argparse.Namespace) -> dict:
     print("attention of those masked tokens on the visible tokens at their own position, per decoder block: "
           + "; ".join(f"block {i + 1} heads " + ", ".join(f"{w:.2f}" for w in heads)
                       for i, heads in enumerate(attention)))
+    print("the best linear code of the held-out patches errs " + ", ".join(
+        f"{error:.5f} in {dims} dimensions" for dims, error in floors.items())
+        + f" (a decoder head's width, the decoder's); the clip mean errs {final['mean_visible']:.4f}")
     return summary
+
+
+def linear_code_error(tokens: torch.Tensor, dims: int) -> float:
+    """Mean squared error per value of the best ``dims``-dimensional linear code of ``tokens`` ``(M, C)``
+    (principal components around their mean): what any ``dims``-wide linear path must lose at least."""
+    centred = tokens - tokens.mean(0)
+    singular = torch.linalg.svdvals(centred.double())
+    return float(singular[dims:].pow(2).sum() / centred.numel())
 
 
 @torch.no_grad()
