@@ -212,10 +212,13 @@ def test_probe_standard_errors_by_hand():
 def test_static_command_smoke_writes_its_curve_and_the_copy_split(tmp_path, capsys):
     from tools.testbed import main
 
-    main(["static", "--minutes", "0.01", "--eval-every", "1000", "--frames", "4", "--out", str(tmp_path)])
-    result = json.loads((tmp_path / "static-seed0-f4-raw-3d-smooth-solid-bright.json").read_text())
+    main(["static", "--minutes", "0.01", "--eval-every", "1000", "--frames", "4", "--decoder-heads", "1",
+          "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "static-seed0-f4-raw-3d-smooth-solid-bright-dh1.json").read_text())
     assert result["curve"][0]["step"] == 0 and result["curve"][-1]["step"] > 0
     assert 0 < result["split"]["seen_fraction"] < 1 and result["split"]["copy_seen"] == pytest.approx(0, abs=1e-12)
+    assert [len(heads) for heads in result["own_position_attention"]] == [1, 1]  # --decoder-heads 1
+    assert set(result["linear_code_error"]) == {"64"}  # one head: its width is the decoder's
     assert "visible at another time step" in capsys.readouterr().out
 
 
@@ -244,3 +247,27 @@ def test_linear_code_error_by_hand():
     assert linear_code_error(tokens, 2) == pytest.approx(0.0, abs=1e-12)
     assert linear_code_error(tokens, 1) == pytest.approx(8 * 4 / 24)  # the +-2 offsets: 8 squares of 2 over 24 values
     assert linear_code_error(tokens, 0) == pytest.approx((2 * (9 + 1 + 1 + 9) + 32) / 24)
+
+
+def test_layers_over_seeds_pairs_each_run_with_its_untrained_encoder(tmp_path, capsys):
+    from tools.testbed import main
+
+    # two seeds' finished probes (metrics.json present, so nothing is run) of a 2-block encoder
+    top1 = {0: {"untrained": 30.0, "pretrained": 40.0}, 1: {"untrained": 32.0, "pretrained": 38.0}}
+    for seed, scores in top1.items():
+        run_dir = tmp_path / f"moving-seed{seed}"
+        run_dir.mkdir()
+        torch.save({"mae": {"encoder.blocks.0.norm1.weight": torch.ones(1),
+                            "encoder.blocks.1.norm1.weight": torch.ones(1)}}, run_dir / "checkpoint-latest.pt")
+        for layer in (0, 1, 2, -1):
+            for name, value in scores.items():
+                metrics = run_dir / "layers" / f"{name}-layer{layer}"
+                metrics.mkdir(parents=True)
+                (metrics / "metrics.json").write_text(json.dumps({"eval/top1": value + layer}))
+    main(["layers", "--seeds", "0", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "layers-seed0-1.json").read_text())
+    assert [row["layer"] for row in result["summary"]] == [0, 1, 2, -1]
+    mean, half = result["summary"][1]["difference"]  # differences 10 and 6
+    assert mean == pytest.approx(8.0) and half == pytest.approx(12.706 * math.sqrt(8) / math.sqrt(2), rel=1e-3)  # t, sd
+    assert result["summary"][1]["untrained"][0] == pytest.approx(32.0)  # (30 + 1 + 32 + 1) / 2
+    assert "| block 1 | 32.0 | 40.0 | +8.0 +- 25.4 |" in capsys.readouterr().out

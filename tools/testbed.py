@@ -71,7 +71,9 @@ def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch
 
 def run_static(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = mae.create_model("micro", num_frames=args.frames, norm_target=args.norm_target, pos_embed=args.pos_embed)
+    heads = {} if args.decoder_heads is None else {"decoder_num_heads": args.decoder_heads}
+    model = mae.create_model("micro", num_frames=args.frames, norm_target=args.norm_target, pos_embed=args.pos_embed,
+                             **heads)
     style = {"synthetic_background": args.background, "synthetic_objects": args.objects,
              "synthetic_contrast": args.contrast}
     held = heldout_batch(model, style, args.mask_ratio, static=True, seed=args.seed)
@@ -263,36 +265,65 @@ def difference_in_se(a: float, b: float, num_clips: int) -> float:
     return (a - b) / math.hypot(standard_error(a, num_clips), standard_error(b, num_clips))
 
 
+def layer_name(layer: int) -> str:
+    return "output (final norm)" if layer == -1 else "patch embedding" if layer == 0 else f"block {layer}"
+
+
 def run_layers(args: argparse.Namespace) -> dict:
     """MAE's linear probe (mean token, BatchNorm, Linear) of every layer of the ``moving`` run's
-    pretrained encoder and of an untrained one: is the label linear in some layer's features?"""
-    from downstream.visualise import load_pretrained
+    pretrained encoder and of an untrained one: is the label linear in some layer's features?
+    With several ``--seeds``, each seed's run against its own untrained encoder, then the paired
+    differences' means and 95 % intervals over seeds."""
+    from tools.study import interval
 
-    run_dir = Path(args.out) / f"moving-seed{args.seed}"
+    seeds = args.seeds or [args.seed]
+    result: dict = {"seeds": {seed: layer_rows(args, seed) for seed in seeds}}
+    if len(seeds) > 1:
+        print(f"\nover seeds {', '.join(map(str, seeds))}: mean top-1 and the pretrained - untrained difference, "
+              "+- the half-width of its 95 % interval")
+        print("| layer | untrained | pretrained | difference |\n|---|---|---|---|")
+        result["summary"] = []
+        for index, row in enumerate(result["seeds"][seeds[0]]["rows"]):
+            rows = [result["seeds"][seed]["rows"][index] for seed in seeds]
+            untrained, pretrained, difference = (interval([r[key] for r in rows]) for key in
+                                                 ("untrained", "pretrained", "difference"))
+            result["summary"].append({"layer": row["layer"], "untrained": untrained, "pretrained": pretrained,
+                                      "difference": difference})
+            print(f"| {layer_name(row['layer'])} | {untrained[0]:.1f} | {pretrained[0]:.1f} | "
+                  f"{difference[0]:+.1f} +- {difference[1]:.1f} |")
+    return result
+
+
+def layer_rows(args: argparse.Namespace, seed: int) -> dict:
+    """One seed's probes of every layer, pretrained (its ``moving`` run, or ``--checkpoint``) and untrained."""
+    from runtime import checkpoint
+
+    run_dir = Path(args.out) / f"moving-seed{seed}"
     ckpt = Path(args.checkpoint) if args.checkpoint else run_dir / "checkpoint-latest.pt"
     if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint {ckpt}: run `python -m tools.testbed moving` first, "
+        raise FileNotFoundError(f"no checkpoint {ckpt}: run `python -m tools.testbed moving --seed {seed}` first, "
                                 "or pass --checkpoint")
-    depth = len(load_pretrained(str(ckpt)).model.encoder.blocks)
+    state = checkpoint.load(ckpt, mmap=True)["mae"]  # the encoder's depth, without building the run's agent
+    depth = 1 + max(int(key.split(".")[2]) for key in state if key.startswith("encoder.blocks."))
     layers = [*range(depth + 1), -1]  # the patch embedding, each block, the output with its final norm
     encoders = {"untrained": ["model=micro"], "pretrained": [f"checkpoint={ckpt}"]}
     result: dict = {"checkpoint": str(ckpt), "rows": []}
     (run_dir / "layers").mkdir(parents=True, exist_ok=True)
-    print("| layer | untrained | pretrained | difference (standard errors) |\n|---|---|---|---|")
+    print(f"seed {seed}, {ckpt}:\n| layer | untrained | pretrained | difference (standard errors) |\n|---|---|---|---|")
     for layer in layers:
         row = {"layer": layer}
         for name, extra in encoders.items():
             probe_dir = run_dir / "layers" / f"{name}-layer{layer}"
             if not (probe_dir / "metrics.json").is_file():
-                run(["-m", "downstream.linear_probe", *extra, *testbed_data(), f"layer={layer}", f"seed={args.seed}",
+                run(["-m", "downstream.linear_probe", *extra, *testbed_data(), f"layer={layer}", f"seed={seed}",
                      f"data.synthetic_clips={args.probe_clips}", f"test.synthetic_clips={args.test_clips}",
                      f"output_dir={probe_dir}"], run_dir / "layers" / f"{name}-layer{layer}.log")
             row[name] = top1(probe_dir)
+        row["difference"] = row["pretrained"] - row["untrained"]
         row["difference_in_se"] = difference_in_se(row["pretrained"], row["untrained"], args.test_clips)
         result["rows"].append(row)
-        where = "output (final norm)" if layer == -1 else "patch embedding" if layer == 0 else f"block {layer}"
-        print(f"| {where} | {row['untrained']:.1f} | {row['pretrained']:.1f} | {row['difference_in_se']:+.1f} |",
-              flush=True)
+        print(f"| {layer_name(layer)} | {row['untrained']:.1f} | {row['pretrained']:.1f} | "
+              f"{row['difference_in_se']:+.1f} |", flush=True)
     return result
 
 
@@ -354,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     static.add_argument("--background", choices=("smooth", "textured", "flat"), default="smooth")
     static.add_argument("--objects", choices=("solid", "striped"), default="solid")
     static.add_argument("--contrast", choices=CONTRASTS, default="bright")
+    static.add_argument("--decoder-heads", type=int, help="the decoder's heads (micro: 2 of 32 dimensions)")
     moving = sub.add_parser("moving", help="moving clips at 0.9: MAE against trivial predictors, probes")
     moving.add_argument("--steps", type=int, default=2048, help="MAE steps of train_joint.py agent=random")
     moving.add_argument("--mask-ratio", type=float, default=0.9)
@@ -365,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     layers.add_argument("--checkpoint", help="a pretraining checkpoint; default: the moving run's of --seed")
     layers.add_argument("--probe-clips", type=int, default=2048, help="training clips of each probe")
     layers.add_argument("--test-clips", type=int, default=1024, help="held-out clips it is scored on")
+    layers.add_argument("--seeds", type=int, nargs="+",
+                        help="several moving runs' seeds: each probed, then means and 95 %% intervals over them")
     gradients = sub.add_parser("gradients", help="d log-prob / d logits: the paper's objective against the exact one")
     gradients.add_argument("--draws", type=int, default=64, help="sampled actions averaged over")
     gradients.add_argument("--adv-std", type=float, default=0.008,
@@ -373,6 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", default="runs/testbed")
     args = parser.parse_args(argv)
+    if args.command == "layers" and args.checkpoint and args.seeds and len(args.seeds) > 1:
+        parser.error("--checkpoint is one run's; with several --seeds each seed's moving run is probed")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
@@ -380,9 +416,10 @@ def main(argv: list[str] | None = None) -> None:
                   "gradients": run_gradients}[args.command](args)
     except RuntimeError as error:  # a sub-run failed: one line, its log named
         raise SystemExit(f"error: {error}") from None
-    name = f"{args.command}-seed{args.seed}" + ("" if args.command != "static" else "-" + "-".join(
+    seeds = args.seeds if args.command == "layers" and args.seeds else [args.seed]
+    name = f"{args.command}-seed{'-'.join(map(str, seeds))}" + ("" if args.command != "static" else "-" + "-".join(
         [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects,
-         args.contrast]))
+         args.contrast] + ([] if args.decoder_heads is None else [f"dh{args.decoder_heads}"])))
     path = Path(args.out) / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
