@@ -271,3 +271,12 @@ def test_layers_over_seeds_pairs_each_run_with_its_untrained_encoder(tmp_path, c
     assert mean == pytest.approx(8.0) and half == pytest.approx(12.706 * math.sqrt(8) / math.sqrt(2), rel=1e-3)  # t, sd
     assert result["summary"][1]["untrained"][0] == pytest.approx(32.0)  # (30 + 1 + 32 + 1) / 2
     assert "| block 1 | 32.0 | 40.0 | +8.0 +- 25.4 |" in capsys.readouterr().out
+
+
+def test_layers_refuses_a_checkpoint_without_an_encoder(tmp_path):
+    from tools.testbed import main
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": {"blocks.0.norm1.weight": torch.ones(1)}}, foreign)  # a fine-tuned classifier's
+    with pytest.raises(SystemExit, match="^error: .*foreign.pt is not a train_joint.py checkpoint"):
+        main(["layers", "--checkpoint", str(foreign), "--out", str(tmp_path)])

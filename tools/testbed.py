@@ -6,6 +6,7 @@ Four commands, each printing its numbers and writing them to ``<out>/<command>.j
     python -m tools.testbed moving --steps 3072     # moving clips, mask 0.9 (train_joint.py agent=random),
                                                     # then linear probes and a from-scratch fine-tune
     python -m tools.testbed layers                  # linear probes of every layer of moving's MAE
+                                                    # (--seeds 0 1 2: several runs, 95 % intervals)
     python -m tools.testbed gradients               # why the paper's PPO objective barely moves
 
 ``static`` trains the micro MAE in-process with random masking on built-in clips whose first
@@ -13,10 +14,12 @@ frame is repeated (nothing moves), for a wall-clock budget, and scores it every
 ``--eval-every`` steps on 64 fixed held-out clips against the trivial predictors of
 :mod:`mae.baselines`. ``--norm-target``, ``--pos-embed 1d``, ``--background textured`` and
 ``--objects striped`` switch the testbed's choices back one at a time (docs/testbed.md, "Why").
+It ends by saying why the MAE is above or below copying: both errors split by whether a masked
+token's position is visible at another time step, where the decoder's heads look, and how well
+a code as wide as a decoder head, and as the decoder, can carry a patch.
 
-``moving`` runs ``train_joint.py agent=random`` on the testbed (preset ``cpu``) for as many MAE
-steps as fit ``--minutes`` (measured on a short first run: see ``--steps``), reads the held-out
-curve from its TensorBoard log, then probes the checkpoint and an untrained encoder
+``moving`` runs ``train_joint.py agent=random`` on the testbed (preset ``cpu``) for ``--steps``
+MAE steps, reads the held-out curve from its TensorBoard log, then probes the checkpoint and an untrained encoder
 (``downstream.linear_probe``) and fine-tunes from scratch (``downstream.finetune``).
 """
 
@@ -154,7 +157,7 @@ def own_position_attention(model, video: torch.Tensor, visible: torch.Tensor) ->
     num_visible = int(visible[0].sum())
     places = visible.shape[1] // model.grid[0]
     # the decoder's token order: the visible tokens, then the masked ones, each in token order
-    order = torch.cat([visible.nonzero()[:, 1].view(len(visible), -1), (~visible).nonzero()[:, 1].view(len(visible), -1)], 1)
+    order = torch.cat([mask.nonzero()[:, 1].view(len(visible), -1) for mask in (visible, ~visible)], dim=1)
     place = order % places
     own_place = (place[:, :, None] == place[:, None, :])[:, :, :num_visible]  # (B, L, K): key at the query's place
     queries = torch.gather(seen_at_some_time(visible, model.grid), 1, order)
@@ -296,6 +299,7 @@ def run_layers(args: argparse.Namespace) -> dict:
 
 def layer_rows(args: argparse.Namespace, seed: int) -> dict:
     """One seed's probes of every layer, pretrained (its ``moving`` run, or ``--checkpoint``) and untrained."""
+    from mae.classifier import CheckpointMismatchError
     from runtime import checkpoint
 
     run_dir = Path(args.out) / f"moving-seed{seed}"
@@ -303,8 +307,11 @@ def layer_rows(args: argparse.Namespace, seed: int) -> dict:
     if not ckpt.is_file():
         raise FileNotFoundError(f"no checkpoint {ckpt}: run `python -m tools.testbed moving --seed {seed}` first, "
                                 "or pass --checkpoint")
-    state = checkpoint.load(ckpt, mmap=True)["mae"]  # the encoder's depth, without building the run's agent
-    depth = 1 + max(int(key.split(".")[2]) for key in state if key.startswith("encoder.blocks."))
+    state = checkpoint.load(ckpt, mmap=True)  # the encoder's depth, without building the run's agent
+    blocks = [int(key.split(".")[2]) for key in state.get("mae", {}) if key.startswith("encoder.blocks.")]
+    if not blocks:
+        raise CheckpointMismatchError(f"{ckpt} is not a train_joint.py checkpoint (no 'mae' encoder blocks)")
+    depth = 1 + max(blocks)
     layers = [*range(depth + 1), -1]  # the patch embedding, each block, the output with its final norm
     encoders = {"untrained": ["model=micro"], "pretrained": [f"checkpoint={ckpt}"]}
     result: dict = {"checkpoint": str(ckpt), "rows": []}
