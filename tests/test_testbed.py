@@ -213,12 +213,12 @@ def test_static_command_smoke_writes_its_curve_and_the_copy_split(tmp_path, caps
     from tools.testbed import main
 
     main(["static", "--minutes", "0.01", "--eval-every", "1000", "--frames", "4", "--decoder-heads", "1",
-          "--out", str(tmp_path)])
-    result = json.loads((tmp_path / "static-seed0-f4-raw-3d-smooth-solid-bright-dh1.json").read_text())
+          "--decoder-width", "48", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "static-seed0-f4-raw-3d-smooth-solid-bright-dh1-dw48.json").read_text())
     assert result["curve"][0]["step"] == 0 and result["curve"][-1]["step"] > 0
     assert 0 < result["split"]["seen_fraction"] < 1 and result["split"]["copy_seen"] == pytest.approx(0, abs=1e-12)
     assert [len(heads) for heads in result["own_position_attention"]] == [1, 1]  # --decoder-heads 1
-    assert set(result["linear_code_error"]) == {"64"}  # one head: its width is the decoder's
+    assert set(result["linear_code_error"]) == {"48"}  # one head: its width is the decoder's
     assert "visible at another time step" in capsys.readouterr().out
 
 

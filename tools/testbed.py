@@ -74,9 +74,10 @@ def static_batch(dataset: SyntheticMotionVideos, start: int, size: int) -> torch
 
 def run_static(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    heads = {} if args.decoder_heads is None else {"decoder_num_heads": args.decoder_heads}
+    decoder = {key: value for key, value in (("decoder_num_heads", args.decoder_heads),
+                                             ("decoder_embed_dim", args.decoder_width)) if value is not None}
     model = mae.create_model("micro", num_frames=args.frames, norm_target=args.norm_target, pos_embed=args.pos_embed,
-                             **heads)
+                             **decoder)
     style = {"synthetic_background": args.background, "synthetic_objects": args.objects,
              "synthetic_contrast": args.contrast}
     held = heldout_batch(model, style, args.mask_ratio, static=True, seed=args.seed)
@@ -393,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     static.add_argument("--objects", choices=("solid", "striped"), default="solid")
     static.add_argument("--contrast", choices=CONTRASTS, default="bright")
     static.add_argument("--decoder-heads", type=int, help="the decoder's heads (micro: 2 of 32 dimensions)")
+    static.add_argument("--decoder-width", type=int, help="the decoder's width (micro: 64)")
     moving = sub.add_parser("moving", help="moving clips at 0.9: MAE against trivial predictors, probes")
     moving.add_argument("--steps", type=int, default=2048, help="MAE steps of train_joint.py agent=random")
     moving.add_argument("--mask-ratio", type=float, default=0.9)
@@ -426,7 +428,8 @@ def main(argv: list[str] | None = None) -> None:
     seeds = args.seeds if args.command == "layers" and args.seeds else [args.seed]
     name = f"{args.command}-seed{'-'.join(map(str, seeds))}" + ("" if args.command != "static" else "-" + "-".join(
         [f"f{args.frames}", ("norm" if args.norm_target else "raw"), args.pos_embed, args.background, args.objects,
-         args.contrast] + ([] if args.decoder_heads is None else [f"dh{args.decoder_heads}"])))
+         args.contrast] + ([] if args.decoder_heads is None else [f"dh{args.decoder_heads}"])
+        + ([] if args.decoder_width is None else [f"dw{args.decoder_width}"])))
     path = Path(args.out) / f"{name}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
