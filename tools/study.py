@@ -44,6 +44,8 @@ ARMS = [
     ("tats ppo cooperative", ["agent=ppo", "agent.objective=cooperative"]),
     ("tats ppo cooperative, narrow", ["agent=ppo", "agent.objective=cooperative", "agent.sampler_dim=24"]),
     ("grpo cooperative", ["agent=grpo"]),
+    # The paper's sign of the reward (+L_R: show the MAE what it reconstructs worst) with the exact log-prob.
+    ("tats ppo adversarial", ["agent=ppo", "agent.objective=adversarial"]),
 ]
 # Held-out clips and masks of the scores; a result scored with another version is scored again.
 SCORE_VERSION = 2
