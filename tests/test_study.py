@@ -48,3 +48,20 @@ def test_unknown_arm_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--arms", "nonsense"])
     assert "unknown arms" in capsys.readouterr().err
+
+
+def test_every_arm_composes_into_a_valid_config():
+    """A typo in an arm's overrides would otherwise surface only when its run starts."""
+    from hydra import compose, initialize_config_dir
+
+    from configs import CONFIG_DIR, register_configs, validate
+    from tools.study import ARMS
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for name, overrides in ARMS:
+            cfg = compose(config_name="config", overrides=[*overrides, "mask_ratio=0.95"])
+            validate(cfg)
+            assert cfg.model.name == "micro", name  # every arm on the testbed
+    ppo_overrides = {x for _, overrides in ARMS if "agent=ppo" in overrides for x in overrides}
+    assert {f"agent.objective={o}" for o in ("paper", "cooperative", "adversarial")} <= ppo_overrides
