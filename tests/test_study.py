@@ -65,3 +65,17 @@ def test_every_arm_composes_into_a_valid_config():
             assert cfg.model.name == "micro", name  # every arm on the testbed
     ppo_overrides = {x for _, overrides in ARMS if "agent=ppo" in overrides for x in overrides}
     assert {f"agent.objective={o}" for o in ("paper", "cooperative", "adversarial")} <= ppo_overrides
+
+
+def test_report_reads_the_results_and_records_only_what_chose_them(tmp_path):
+    import json
+
+    for row in ROWS:
+        folder = tmp_path / f"mr{row['mask_ratio']}" / row["arm"] / f"seed{row['seed']}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "result.json").write_text(json.dumps(row))
+    main(["--out", str(tmp_path), "--mask-ratios", "0.9", "--report"])
+    written = json.loads((tmp_path / "study.json").read_text())
+    assert sorted(written["args"]) == ["mask_ratios", "out", "report"]  # no --steps default posing as the runs'
+    assert len(written["results"]) == 6  # the baseline and the 0.9 runs; the 0.95 one left out
+    assert (tmp_path / "study.png").is_file()

@@ -111,6 +111,8 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
     contrast = f"data.synthetic_contrast={args.contrast}"  # train_joint's preset sets the other data keys
     row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
     if overrides is not None:
+        row["steps"] = args.steps
+    if overrides is not None:
         # GRPO's batch holds B / G distinct clips: a shorter epoch keeps the random-masking phase
         # (train.mae_only_epochs = 1 epoch) at the same number of MAE steps as the other arms.
         clips = 1024 // (4 if overrides[0] == "agent=grpo" else 1)
@@ -239,7 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             results = list(pool.map(lambda job: study_run(*job, args), jobs))
-    (out / "study.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    # A report runs nothing: of its arguments only those that chose what it reports describe the results.
+    described = {k: v for k, v in vars(args).items() if not args.report or k in ("out", "mask_ratios", "report")}
+    (out / "study.json").write_text(json.dumps({"args": described, "results": results}, indent=1))
     plot(results, COLUMNS, args.mask_ratios, out / "study.png")
     for ratio in args.mask_ratios:
         print("\n" + table(results, COLUMNS, ratio))
