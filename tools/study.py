@@ -112,7 +112,6 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
     row: dict = {"arm": name, "mask_ratio": ratio, "seed": seed}
     if overrides is not None:
         row["steps"] = args.steps
-    if overrides is not None:
         # GRPO's batch holds B / G distinct clips: a shorter epoch keeps the random-masking phase
         # (train.mae_only_epochs = 1 epoch) at the same number of MAE steps as the other arms.
         clips = 1024 // (4 if overrides[0] == "agent=grpo" else 1)
