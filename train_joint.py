@@ -24,6 +24,10 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -36,6 +40,7 @@ from timm.optim import create_optimizer_v2
 from tqdm import tqdm
 
 import mae
+from agents.algorithms.agent import Agent
 from agents.buffers import dump_hdf5
 from agents.registry import build_agent
 from configs import CONFIG_DIR, ConfigError, register_configs, validate
@@ -83,52 +88,94 @@ def own_mask_baselines(env: MAEVectorEnv) -> dict[str, float]:
     return {"mae/copy_loss": trivial["copy"], "mae/mean_visible_loss": trivial["mean_visible"]}
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    validate(cfg)
-    rank, world_size, device = init_processes(cfg.device)
-    is_main = rank == 0
-    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main, required_keys=("mae", "agent", "step"))
-    mask_generator = seed_everything(cfg.seed + rank)
+@dataclass
+class Run:
+    """Everything the loop of Algorithm 1 works on, built by :func:`build_run`."""
 
-    # ---- MAE, its optimiser (lr scaled by total batch / 256) and schedule (warm-up, cosine)
-    model = build_model(cfg)
-    if cfg.model.init_checkpoint is not None and resume_from is None:
-        mae.load_mae_weights(model, cfg.model.init_checkpoint)
-    model.to(device)
+    cfg: DictConfig
+    rank: int
+    world_size: int
+    device: torch.device
+    output_dir: Path
+    writer: Any  # TensorBoard's SummaryWriter on rank 0, None elsewhere
+    model: mae.PretrainVideoMAE
+    clips: ClipSource
+    env: MAEVectorEnv
+    agent: Agent
+    buffer: VectorReplayBuffer
+    collector: Collector
+    generators: dict[str, Any]
+    mask_generator: torch.Generator
+    total_steps: int
+    evaluate: Callable[[], dict[str, float]] | None = None  # the held-out score, on rank 0
+    step: int = 0
+    updates: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def frozen(self) -> bool:
+        return self.cfg.train.mae == "frozen"
+
+
+def build_clips(cfg: DictConfig, model: mae.PretrainVideoMAE, *, rank: int, world_size: int,
+                device: torch.device) -> ClipSource:
+    """The training clips of this rank (each rank its own shard), batched for the environment."""
     dataset = build_dataset(
         cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
         sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
         tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, reader=cfg.data.reader,
         **{key: value for key, value in cfg.data.items() if key.startswith("synthetic_")})  # the built-in clips
-    agent_group_size = int(cfg.agent.get("group_size", 1))
-    if cfg.train.batch_size % agent_group_size:
+    group_size = int(cfg.agent.get("group_size", 1))
+    if cfg.train.batch_size % group_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
-                          f"agent.group_size={agent_group_size}")
-    clips = ClipSource(dataset, cfg.train.batch_size // agent_group_size, seed=cfg.seed,
-                       num_workers=cfg.data.num_workers, rank=rank, world_size=world_size, device=device)
+                          f"agent.group_size={group_size}")
+    return ClipSource(dataset, cfg.train.batch_size // group_size, seed=cfg.seed, num_workers=cfg.data.num_workers,
+                      rank=rank, world_size=world_size, device=device)
+
+
+def build_mae_optimizer(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *, world_size: int,
+                        is_main: bool) -> MAEOptimizer:
+    """AdamW with lr scaled by total batch / 256 and VideoMAE's schedule (warm-up, cosine), per optimiser step."""
     total_batch = cfg.train.batch_size * world_size * cfg.train.accum_steps
     optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=learning_rates(cfg.train, total_batch).peak,
                                     weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.opt_betas))
-    steps_per_epoch = clips.steps_per_epoch
-    schedule_steps = steps_per_epoch * cfg.train.epochs  # the schedule ignores max_steps: stopping early is not a shorter run
-    scheduler = build_schedule(  # VideoMAE's, per optimiser step (runtime/lr_schedule.py)
+    schedule_steps = clips.steps_per_epoch * cfg.train.epochs
+    scheduler = build_schedule(  # runtime/lr_schedule.py
         optimizer, cfg.train, total_batch=total_batch, total_steps=max(schedule_steps // cfg.train.accum_steps, 1),
-        steps_per_epoch=steps_per_epoch / cfg.train.accum_steps)
+        steps_per_epoch=clips.steps_per_epoch / cfg.train.accum_steps)
     if is_main:
         print(scheduler.describe("MAE lr", paper_total_batch=PAPER_TOTAL_BATCH))
+    return MAEOptimizer(optimizer, scheduler, clip_grad=cfg.train.clip_grad, accum_steps=cfg.train.accum_steps)
+
+
+def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *, world_size: int,
+              device: torch.device, is_main: bool) -> MAEVectorEnv:
+    """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen)."""
+    group_size = int(cfg.agent.get("group_size", 1))
+    if cfg.train.mae == "frozen":  # no optimiser, schedule or DDP wrapper: nothing of the MAE changes
+        return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, mode="frozen", group_size=group_size,
+                            amp=cfg.train.amp)
     forward_module = model
     if world_size > 1:
         forward_module = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, forward_module=forward_module,
+                        optimizer=build_mae_optimizer(cfg, model, clips, world_size=world_size, is_main=is_main),
+                        group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp)
 
-    # ---- the environment (Algorithm 1: the MAE and its data) and the agent (the sampler)
-    env = MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, forward_module=forward_module,
-                       optimizer=MAEOptimizer(optimizer, scheduler, clip_grad=cfg.train.clip_grad,
-                                              accum_steps=cfg.train.accum_steps),
-                       group_size=agent_group_size, group_update=cfg.train.group_update, amp=cfg.train.amp)
+
+def build_sampler(cfg: DictConfig, env: MAEVectorEnv, *, world_size: int, device: torch.device,
+                  is_main: bool) -> Agent:
+    """The agent (``agent=<name>``), wired into the MAE's step for AdaMAE's recipe, the same on every rank."""
     agent = build_agent(cfg.agent.name, env=env, config=OmegaConf.to_container(cfg.agent, resolve=True),
                         device=device)
     if agent.trains_with_mae:  # AdaMAE's recipe: the sampler is trained by the MAE's optimiser, in its step
+        if env.mode == "frozen":
+            raise ConfigError("train.mae=frozen has no MAE step for agent.recipe=adamae to train the sampler in: "
+                              "use agent.recipe=separate agent.estimator=clip (or token)")
         env.optimizer.add_param_groups(agent.algorithm.mae_param_groups(cfg.train.weight_decay))
         env.sampler_loss = agent.algorithm.mae_step_loss
         if is_main and cfg.train.mae_only_epochs > 0:
@@ -138,124 +185,204 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for tensor in [*agent.algorithm.parameters(), *agent.algorithm.buffers()]:
             dist.broadcast(tensor.data, src=0)  # every rank starts from rank 0's policy
         average_gradients_across_ranks(agent.algorithm, world_size)  # in its update, or in the MAE's step
-    adapter = TianshouVectorEnv(env)
-    steps_per_cycle = cfg.train.update_steps_mae
-    buffer = VectorReplayBuffer(steps_per_cycle * env.num_envs, env.num_envs, ignore_obs_next=True)
-    collector = Collector(agent.policy, adapter, buffer)
+    return agent
 
-    # ---- resume
-    generators = {"mask": mask_generator, **rng.find_generators(agent.policy, "agent")}  # each rank's own
-    step, updates = 0, 0
+
+def build_evaluator(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent,
+                    device: torch.device) -> Callable[[], dict[str, float]] | None:
+    """The held-out score every ``train.eval_every`` steps (rank 0): joint training scores the MAE against
+    the trivial predictors (built-in data); frozen training scores the policy on the benchmark (any data)."""
+    if cfg.train.eval_every <= 0:
+        return None
+    if cfg.train.mae == "frozen":
+        from benchmark.evaluate import PolicyEvaluator, heldout_clips, reference_cache
+
+        evaluator = PolicyEvaluator(model, heldout_clips(model, cfg.data, num_clips=cfg.train.eval_clips),
+                                    cfg.mask_ratio, cache_dir=reference_cache(Path(cfg.model.init_checkpoint)))
+        return lambda: evaluator.scalars(agent.policy)
+    if cfg.data.name != "synthetic":
+        return None
+    heldout = {k: v.to(device) for k, v in heldout_batch(model, cfg.data, cfg.mask_ratio).items()}
+
+    def score_mae() -> dict[str, float]:
+        scores = heldout_losses(model, heldout["video"], heldout["visible"])
+        return {"mae/heldout_loss": scores.pop("mae"), **{f"mae/heldout_{k}": v for k, v in scores.items()}}
+
+    return score_mae
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Processes, run folder, seeds, MAE, data, environment, agent, collector; the resumed state if any."""
+    validate(cfg)
+    rank, world_size, device = init_processes(cfg.device)
+    is_main = rank == 0
+    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main, required_keys=("mae", "agent", "step"))
+    mask_generator = seed_everything(cfg.seed + rank)
+    model = build_model(cfg)
+    if cfg.model.init_checkpoint is not None and (resume_from is None or cfg.train.mae == "frozen"):
+        mae.load_mae_weights(model, cfg.model.init_checkpoint)  # frozen: always the given weights, never a copy
+    model.to(device)
+    clips = build_clips(cfg, model, rank=rank, world_size=world_size, device=device)
+    env = build_env(cfg, model, clips, world_size=world_size, device=device, is_main=is_main)
+    agent = build_sampler(cfg, env, world_size=world_size, device=device, is_main=is_main)
+    buffer = VectorReplayBuffer(cfg.train.update_steps_mae * env.num_envs, env.num_envs, ignore_obs_next=True)
+    schedule_steps = clips.steps_per_epoch * cfg.train.epochs  # stopping early is not a shorter run
+    run = Run(cfg=cfg, rank=rank, world_size=world_size, device=device, output_dir=output_dir, writer=writer,
+              model=model, clips=clips, env=env, agent=agent, buffer=buffer,
+              collector=Collector(agent.policy, TianshouVectorEnv(env), buffer),
+              generators={"mask": mask_generator, **rng.find_generators(agent.policy, "agent")},  # each rank's own
+              mask_generator=mask_generator,
+              total_steps=schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps))
     if resume_from is not None:
         state = checkpoint.load(resume_from, map_location=device)
-        model.load_state_dict(state["mae"])
-        env.optimizer.load_state_dict(state["mae_optimizer"])
+        if not run.frozen:
+            model.load_state_dict(state["mae"])
+            env.optimizer.load_state_dict(state["mae_optimizer"])
         env.load_state_dict(state["env"])
         agent.load_state_dict(state["agent"])
-        step, updates = state["step"], state["policy_updates"]
-        rng.restore(state["rng"], rank, generators)  # this rank's own states (runtime/rng.py)
+        run.step, run.updates = state["step"], state["policy_updates"]
+        rng.restore(state["rng"], rank, run.generators)  # this rank's own states (runtime/rng.py)
+    if is_main:
+        run.evaluate = build_evaluator(cfg, model, agent, device)
+        if run.frozen and cfg.train.mae_only_epochs > 0:
+            print(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
+                  f"{cfg.train.mae_only_epochs} (random-masking epochs of joint training) does not apply")
+    return run
 
-    def save() -> None:
-        control.check_finite(step, model, agent.algorithm)  # never a checkpoint with NaN weights
-        rng_states = rng.gather(rng.capture(generators, device), world_size)  # a collective: every rank
-        if not is_main:
-            return
-        state = dict(mae=model.state_dict(), mae_optimizer=env.optimizer.state_dict(), env=env.state_dict(),
-                     agent=agent.state_dict(), step=step, policy_updates=updates, rng=rng_states,
-                     config=OmegaConf.to_container(cfg, resolve=True))
-        checkpoint.save_atomic(state, output_dir / checkpoint.LATEST)
 
-    def log(scalars: dict[str, float]) -> None:
-        log_scalars(writer, scalars, step)
+def save(run: Run, control: RunControl) -> None:
+    """Write ``checkpoint-latest.pt`` (rank 0; every rank takes part in gathering the random states)."""
+    control.check_finite(run.step, run.model, run.agent.algorithm)  # never a checkpoint with NaN weights
+    rng_states = rng.gather(rng.capture(run.generators, run.device), run.world_size)  # a collective: every rank
+    if not run.is_main:
+        return
+    env = run.env
+    state = dict(mae=run.model.state_dict(), env=env.state_dict(), agent=run.agent.state_dict(), step=run.step,
+                 policy_updates=run.updates, rng=rng_states, config=OmegaConf.to_container(run.cfg, resolve=True))
+    if env.optimizer is not None:
+        state["mae_optimizer"] = env.optimizer.state_dict()
+    checkpoint.save_atomic(state, run.output_dir / checkpoint.LATEST)
 
-    # held-out score (built-in data): the MAE against the trivial predictors on fixed clips and masks
-    heldout, heldout_scores = None, {}
-    if is_main and cfg.data.name == "synthetic" and cfg.train.eval_every > 0:
-        heldout = {k: v.to(device) for k, v in heldout_batch(model, cfg.data, cfg.mask_ratio).items()}
 
-    # ---- Algorithm 1
-    total_steps = schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps)
-    progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True, disable=not is_main)
+def step_scalars(run: Run, rewards: np.ndarray, n_steps: int, elapsed: float) -> dict[str, float]:
+    """What every logged step reports: the MAE's loss (and optimiser), the rewards, the data, the speed."""
+    env = run.env
+    scalars = {"mae/loss": float(env.last_stats["loss"])}
+    if env.optimizer is not None:
+        scalars["mae/lr"] = env.optimizer.optimizer.param_groups[0]["lr"]
+        scalars["mae/skipped_nonfinite"] = env.optimizer.skipped_nonfinite
+    scalars.update({
+        "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
+        "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
+        "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * run.world_size / elapsed,
+    })
+    if "sampler_loss" in env.last_stats:  # AdaMAE's recipe: the weighted sampling loss in the MAE's loss
+        scalars["mae/sampling_loss"] = env.last_stats["sampler_loss"]
+    if "motion_enrichment" in env.last_stats:
+        scalars["policy/motion_enrichment"] = env.last_stats["motion_enrichment"]
+    if run.device.type == "cuda":
+        scalars["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 2**30
+    else:  # peak resident set size of this process (Linux reports KiB)
+        scalars["perf/peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return scalars
+
+
+def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[str, float]]:
+    """Algorithm 1 from ``run.step`` to ``run.total_steps``; returns the last logged scalars and the
+    last held-out scores."""
+    cfg, env, agent, collector, buffer = run.cfg, run.env, run.agent, run.collector, run.buffer
+    steps_per_cycle = cfg.train.update_steps_mae
+    warmup_epochs = 0 if run.frozen or agent.trains_with_mae or not agent.learns else cfg.train.mae_only_epochs
+    progress = tqdm(total=run.total_steps, initial=run.step, desc="train", dynamic_ncols=True, disable=not run.is_main)
     last: dict[str, float] = {}
-    control = RunControl(cfg.train, output_dir, world_size=world_size, is_main=is_main, device=device)
+    scores: dict[str, float] = {}
     env.reset()
     collector_stale = True  # the Collector must pick up clips the env loaded outside it
-    while step < total_steps:
-        epoch_before = env.epoch
-        tic = time.perf_counter()
-        if env.epoch < cfg.train.mae_only_epochs and agent.learns and not agent.trains_with_mae:
-            # lines 5-7: random space-time masking, one MAE step, no episode kept (a fixed masker
-            # has nothing to wait for: it masks from the first step)
-            _, rewards, _, _, _ = env.step(random_actions(env, mask_generator))
-            n_steps, collector_stale = 1, True
-        else:
-            # lines 9-13: sampler frozen (no_grad), k MAE steps, episodes into the buffer
-            if collector_stale:
-                collector.reset(reset_buffer=True)
-                collector_stale = False
-            # a training step: the policy samples (deterministic_eval only applies outside)
-            with torch.no_grad(), policy_within_training_step(agent.policy):
-                stats = collector.collect(n_step=steps_per_cycle * env.num_envs)
-            n_steps, rewards = steps_per_cycle, stats.returns
-            # lines 14-22: MAE untouched, the agent learns from the buffer, which is then cleared
-            last.update(agent.update(buffer))
-            updates += 1
-            if is_main and cfg.train.dump_buffer_every > 0 and updates % cfg.train.dump_buffer_every == 0:
-                dump_hdf5(buffer, output_dir / "buffers" / f"buffer-{updates:06d}.h5", metadata=agent.metadata())
-            buffer.reset()
-        step += n_steps
-        elapsed = time.perf_counter() - tic
-        last.update({
-            "mae/loss": float(env.last_stats["loss"]),
-            "mae/lr": optimizer.param_groups[0]["lr"],
-            "mae/skipped_nonfinite": env.optimizer.skipped_nonfinite,
-            "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
-            "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
-            "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * world_size / elapsed,
-        })
-        if "sampler_loss" in env.last_stats:  # AdaMAE's recipe: the weighted sampling loss in the MAE's loss
-            last["mae/sampling_loss"] = env.last_stats["sampler_loss"]
-        if "motion_enrichment" in env.last_stats:
-            last["policy/motion_enrichment"] = env.last_stats["motion_enrichment"]
-        if heldout is not None and (step % cfg.train.eval_every < n_steps or step >= total_steps):
-            scores = heldout_losses(model, heldout["video"], heldout["visible"])
-            heldout_scores = {"mae/heldout_loss": scores.pop("mae"),
-                              **{f"mae/heldout_{k}": v for k, v in scores.items()}}
-            log(heldout_scores)  # at the step it was measured, not repeated by the log_every logging
-        if device.type == "cuda":
-            last["perf/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-        else:  # peak resident set size of this process (Linux reports KiB)
-            last["perf/peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        if step % cfg.train.log_every < n_steps or step >= total_steps:
-            last.update(own_mask_baselines(env))
-            log(last)
-        progress.update(n_steps)
-        progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
-        control.after_step(step, env.optimizer, agent)  # stops a diverged run
-        if control.stop_requested():  # SIGTERM / Ctrl-C: the save below, then stop
-            break
-        epoch_end = env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0
-        if epoch_end or control.save_due(step, n_steps):
-            save()
-    clips.close()  # the data-loading workers are done (a stop signal may have reached them too)
-    save()  # with the signal handlers still in place: a repeated SIGTERM must not cut it (runtime/control.py)
-    control.close()
-    progress.close()
-    if "mae/loss" in last:  # a stop between two logged steps: the baselines of the batch mae/loss is from
-        last.update(own_mask_baselines(env))
-    if heldout_scores:
-        print(f"held-out MAE loss {heldout_scores['mae/heldout_loss']:.4f}; trivial predictors: copy "
-              f"{heldout_scores['mae/heldout_copy']:.4f}, clip mean {heldout_scores['mae/heldout_mean_visible']:.4f}, "
-              f"zeros {heldout_scores['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
-              f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance); on the last batch's own "
-              f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}, "
-              f"clip mean {last['mae/mean_visible_loss']:.4f}")
-    last.update(heldout_scores)
-    control.summary(step=step, total_steps=total_steps, policy_updates=updates, last=last)
-    if writer is not None:
-        writer.close()
-    close_processes(world_size)
-    return last
+    try:
+        while run.step < run.total_steps:
+            epoch_before, tic = env.epoch, time.perf_counter()
+            if env.epoch < warmup_epochs:
+                # lines 5-7: random space-time masking, one MAE step, no episode kept (a fixed masker
+                # has nothing to wait for, and a frozen MAE nothing to warm up: both act from the first step)
+                _, rewards, _, _, _ = env.step(random_actions(env, run.mask_generator))
+                n_steps, collector_stale = 1, True
+            else:
+                # lines 9-13: sampler frozen (no_grad), k environment steps, episodes into the buffer
+                if collector_stale:
+                    collector.reset(reset_buffer=True)
+                    collector_stale = False
+                # a training step: the policy samples (deterministic_eval only applies outside)
+                with torch.no_grad(), policy_within_training_step(agent.policy):
+                    stats = collector.collect(n_step=steps_per_cycle * env.num_envs)
+                n_steps, rewards = steps_per_cycle, stats.returns
+                # lines 14-22: MAE untouched, the agent learns from the buffer, which is then cleared
+                last.update(agent.update(buffer))
+                run.updates += 1
+                if run.is_main and cfg.train.dump_buffer_every > 0 and run.updates % cfg.train.dump_buffer_every == 0:
+                    dump_hdf5(buffer, run.output_dir / "buffers" / f"buffer-{run.updates:06d}.h5",
+                              metadata=agent.metadata())
+                buffer.reset()
+            run.step += n_steps
+            last.update(step_scalars(run, rewards, n_steps, time.perf_counter() - tic))
+            if run.evaluate is not None and (run.step % cfg.train.eval_every < n_steps
+                                             or run.step >= run.total_steps):
+                scores = run.evaluate()
+                log_scalars(run.writer, scores, run.step)  # at the step it was measured, not again at log steps
+            if run.step % cfg.train.log_every < n_steps or run.step >= run.total_steps:
+                last.update(own_mask_baselines(env))
+                log_scalars(run.writer, last, run.step)
+            progress.update(n_steps)
+            progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
+            control.after_step(run.step, env.optimizer, agent)  # stops a diverged run
+            if control.stop_requested():  # SIGTERM / Ctrl-C: the save below, then stop
+                break
+            epoch_end = env.epoch != epoch_before and env.epoch % cfg.train.save_ckpt_freq == 0
+            if epoch_end or control.save_due(run.step, n_steps):
+                save(run, control)
+    finally:
+        run.clips.close()  # the data-loading workers are done (a stop signal may have reached them too)
+        progress.close()
+    return last, scores
+
+
+def end_line(last: dict[str, float]) -> str | None:
+    """The line printed before the summary: the held-out score against its references."""
+    if "eval/score" in last:
+        return (f"benchmark score {last['eval/score']:.1f} (0 = random masking, 100 = the greedy oracle; top-K of p: "
+                f"{last['eval/score_top_k']:.1f}); frozen-MAE loss on the held-out clips {last['eval/loss']:.4f} "
+                f"under the policy's masks, {last['eval/loss_random']:.4f} random, "
+                f"{last['eval/loss_oracle']:.4f} greedy oracle")
+    if "mae/heldout_loss" in last:
+        return (f"held-out MAE loss {last['mae/heldout_loss']:.4f}; trivial predictors: copy "
+                f"{last['mae/heldout_copy']:.4f}, clip mean {last['mae/heldout_mean_visible']:.4f}, "
+                f"zeros {last['mae/heldout_zeros']:.4f}; motion enrichment of the visible tokens "
+                f"{last.get('policy/motion_enrichment', float('nan')):.2f} (1 = chance); on the last batch's own "
+                f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}, "
+                f"clip mean {last['mae/mean_visible_loss']:.4f}")
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Build the run, train it (Algorithm 1), save, summarise; every resource closed on any exit."""
+    run = build_run(cfg)
+    control = RunControl(cfg.train, run.output_dir, world_size=run.world_size, is_main=run.is_main,
+                         device=run.device)
+    try:
+        last, scores = train_loop(run, control)
+        save(run, control)  # with the signal handlers still in place: a repeated SIGTERM must not cut it
+        control.close()
+        if "mae/loss" in last:  # a stop between two logged steps: the baselines of the batch mae/loss is from
+            last.update(own_mask_baselines(run.env))
+        last.update(scores)
+        if run.is_main and (line := end_line(last)) is not None:
+            print(line)
+        control.summary(step=run.step, total_steps=run.total_steps, policy_updates=run.updates, last=last)
+        return last
+    finally:
+        control.close()
+        if run.writer is not None:
+            run.writer.close()
+        close_processes(run.world_size)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -134,9 +134,17 @@ class TrainConfig:
     """Group mode (GRPO): which copies of a clip update the MAE, all | first."""
     amp: bool = True
     """bf16 autocast of the MAE on CUDA (distribution maths stays fp32); ignored on CPU."""
+    mae: str = "joint"
+    """joint (the MAE trains with the sampler: Algorithm 1) | frozen (the MAE of model.init_checkpoint is
+    fixed, in eval mode, with no optimiser: every step a rollout, the sampler's cycles as in Algorithm 1;
+    the benchmark's setting, docs/benchmark.md)."""
     eval_every: int = 100
-    """data=synthetic: score the MAE on 64 fixed held-out clips and masks every this many MAE steps, next
-    to the trivial predictors (mae/heldout_*); 0 = never."""
+    """Score on fixed held-out clips every this many steps; 0 = never. Joint training (data=synthetic): the
+    MAE under fixed random masks next to the trivial predictors (mae/heldout_*). Frozen MAE (any data): the
+    policy's masks against random masks and the greedy oracle (eval/*, docs/benchmark.md)."""
+    eval_clips: int = 64
+    """train.mae=frozen: held-out clips of the policy's score (the greedy oracle costs about K * N MAE
+    forward passes per clip, once per MAE; cached beside model.init_checkpoint)."""
     dump_buffer_every: int = 50
     """Write the rollout buffer to output_dir/buffers/ every this many policy updates (0 = never)."""
 
@@ -172,6 +180,7 @@ def register_configs() -> None:
         store.store(group="agent", name=f"base_{name}", node=entry.config)
 
 
+TRAIN_MAE_MODES = ("joint", "frozen")
 MODEL_NAMES = tuple(SIZES)  # one source each: the model registry, the dataset dispatcher
 DATA_NAMES = DATASET_NAMES
 
@@ -210,6 +219,13 @@ def validate(cfg: Any) -> None:
     require(cfg.train.update_steps_mae >= 1, f"train.update_steps_mae must be >= 1, got {cfg.train.update_steps_mae}")
     require(cfg.train.accum_steps >= 1, f"train.accum_steps must be >= 1, got {cfg.train.accum_steps}")
     require(cfg.train.mae_only_epochs >= 0, f"train.mae_only_epochs must be >= 0, got {cfg.train.mae_only_epochs}")
+    require(cfg.train.mae in TRAIN_MAE_MODES, f"train.mae must be one of {TRAIN_MAE_MODES}, got {cfg.train.mae!r}")
+    require(cfg.train.mae != "frozen" or cfg.model.init_checkpoint is not None,
+            "train.mae=frozen needs the MAE to keep fixed: model.init_checkpoint=PATH (a train_joint.py checkpoint "
+            "or an official VideoMAE pretraining file; `python -m benchmark mae` makes the benchmark's)")
+    if cfg.model.init_checkpoint is not None:
+        require(Path(cfg.model.init_checkpoint).is_file(),
+                f"model.init_checkpoint: no such file: {cfg.model.init_checkpoint}")
     require(cfg.train.group_update in ("all", "first"),
             f"train.group_update must be all or first, got {cfg.train.group_update!r}")
     require(len(cfg.train.opt_betas) == 2, f"train.opt_betas needs two values, got {list(cfg.train.opt_betas)}")
@@ -243,7 +259,7 @@ def _validate_run_keys(cfg: Any, require: Any) -> None:
         require(not unknown, f"unknown key(s) {', '.join(where + key for key in unknown)}: not a setting of this "
                 "program (see docs/configuration.md)")
     train = cfg.train
-    for key in ("save_ckpt_freq", "log_every"):
+    for key in ("save_ckpt_freq", "log_every", "eval_clips"):
         require(train[key] >= 1, f"train.{key} must be >= 1, got {train[key]}")
     for key in ("eval_every", "dump_buffer_every", "save_every_steps", "max_consecutive_skips"):
         require(train[key] >= 0, f"train.{key} must be >= 0 (0 = off), got {train[key]}")

@@ -110,14 +110,16 @@ class RunControl:
 
     # ---- divergence
     def after_step(self, step: int, mae_optimizer: Any, agent: Any) -> None:
-        """Warn at the first skipped update of the MAE and of the sampler; stop after too many in a row.
+        """Warn at the first skipped update of the MAE (``mae_optimizer``, None for a frozen MAE) and of
+        the sampler; stop after too many in a row.
 
         :raises RunStopped: ``max_consecutive_skips`` skipped in a row (the run has diverged).
         """
-        streams = (("MAE", "mae", mae_optimizer.skipped_nonfinite, mae_optimizer.consecutive_skipped,
-                    "train.lr / train.blr, or set train.clip_grad"),
-                   ("sampler", "policy", agent.skipped_nonfinite, agent.consecutive_skipped,
-                    "agent.lr, or set agent.max_grad_norm"))
+        streams = [("sampler", "policy", agent.skipped_nonfinite, agent.consecutive_skipped,
+                    "agent.lr, or set agent.max_grad_norm")]
+        if mae_optimizer is not None:  # None: a frozen MAE, which takes no step
+            streams.insert(0, ("MAE", "mae", mae_optimizer.skipped_nonfinite, mae_optimizer.consecutive_skipped,
+                               "train.lr / train.blr, or set train.clip_grad"))
         for name, prefix, total, consecutive, remedy in streams:
             if total and prefix not in self.warned:
                 self.warned.add(prefix)
