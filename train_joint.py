@@ -1,16 +1,22 @@
 """Joint training of VideoMAE and its token sampler: the TATS paper's Algorithm 1.
 
-    python train_joint.py                                    # TATS (PPO + trajectory attention), tiny, built-in data
+    python train_joint.py                                    # TATS (PPO, cooperative), micro, built-in data
     python train_joint.py agent=grpo mask_ratio=0.95
     python train_joint.py agent=random model=base data=list data.train_list=train.csv
+    python train_joint.py train.mae=frozen model.init_checkpoint=mae.pt   # RL against a fixed MAE (the benchmark)
     torchrun --nproc_per_node=8 train_joint.py model=base ...
 
-Reads top to bottom: config, processes, logging, seeding, data, MAE and its optimiser, the
-environment, the agent, then the loop. The loop is Algorithm 1: for the first
-``train.mae_only_epochs`` epochs the MAE trains with random space-time masking (lines 5-7);
-afterwards, cycles of ``train.update_steps_mae`` environment steps (MAE updates, sampler
-frozen, episodes recorded: lines 9-13), then the agent's update on them (MAE untouched:
-lines 14-20), then the buffer is cleared (line 22).
+Build functions make the run (:func:`build_run`: processes, run folder, seeds, MAE, clips, the
+environment with the MAE's optimiser, the agent, the collector, a resumed state); the loop
+(:func:`train_loop`) is Algorithm 1: for the first ``train.mae_only_epochs`` epochs the MAE
+trains with random space-time masking (lines 5-7); afterwards, cycles of
+``train.update_steps_mae`` environment steps (MAE updates, sampler frozen, episodes recorded:
+lines 9-13), then the agent's update on them (MAE untouched: lines 14-20), then the buffer is
+cleared (line 22). :func:`train` closes every resource on any exit.
+
+``train.mae=frozen`` keeps the MAE of ``model.init_checkpoint`` fixed (eval mode, no optimiser,
+schedule or DDP wrapper): every step is a rollout and the cycles are the same; the held-out
+score is the benchmark's (:mod:`benchmark.evaluate`, docs/benchmark.md).
 
 AdaMAE's recipe (``agent=reinforce``, ``agent.recipe=adamae``, the default of that agent) trains
 the sampler inside the MAE's step instead: its parameters join the MAE's optimiser (same
@@ -195,6 +201,10 @@ def build_evaluator(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent,
     if cfg.train.eval_every <= 0:
         return None
     if cfg.train.mae == "frozen":
+        if not hasattr(agent.policy, "actor"):  # a fixed masker: the benchmark's references score it
+            print(f"agent={cfg.agent.name} has no policy network to score; its masks are the benchmark's "
+                  f"'{cfg.agent.name}' reference (python -m benchmark references)")
+            return None
         from benchmark.evaluate import PolicyEvaluator, heldout_clips, reference_cache
 
         evaluator = PolicyEvaluator(model, heldout_clips(model, cfg.data, num_clips=cfg.train.eval_clips),

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     board.add_argument("--steps", type=int, default=512, help="environment steps per run (16 episodes each)")
     board.add_argument("--eval-every", type=int, default=32)
     board.add_argument("--jobs", type=int, default=2, help="runs at a time (they share the cores)")
-    board.add_argument("--out", default="runs/benchmark/leaderboard")
+    board.add_argument("--out", default="runs/benchmark/leaderboard", help="runs and the report")
+    board.add_argument("--publish", default=None,
+                       help="also copy the report here as benchmark-leaderboard.{md,json,png} (the docs': docs)")
     for command in (refs, evaluate, board):
         command.add_argument("--ratios", nargs="+", type=float, default=list(EVAL_RATIOS))
         command.add_argument("--clips", type=int, default=BENCHMARK_CLIPS, help="held-out clips")
@@ -124,9 +126,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     from benchmark.leaderboard import ARMS, run_leaderboard
 
-    run_leaderboard(mae_checkpoint=ckpt, out=Path(args.out), arms=args.arms or list(ARMS), seeds=args.seeds,
+    out = Path(args.out)
+    run_leaderboard(mae_checkpoint=ckpt, out=out, arms=args.arms or list(ARMS), seeds=args.seeds,
                     steps=args.steps, eval_every=args.eval_every, mask_ratio=args.mask_ratio,
                     eval_clips=args.clips, jobs=args.jobs)
+    if args.publish:
+        import shutil
+
+        for suffix in ("md", "json", "png"):
+            shutil.copyfile(out / f"leaderboard.{suffix}", Path(args.publish) / f"benchmark-leaderboard.{suffix}")
+        print(f"copied to {args.publish}/benchmark-leaderboard.{{md,json,png}}")
 
 
 def _cache_of(cfg) -> Path | None:

@@ -141,13 +141,13 @@ def table(summary: dict[str, dict[str, Any]], references: dict[str, dict[str, An
     others = [f"{x:g}" for x in EVAL_RATIOS if f"{x:g}" != r]
     head = (f"| agent | score | score, top-K | L_R | enrichment | " + " | ".join(f"score @ {o}" for o in others)
             + " | wall s | episodes/s |")
-    lines = [head, "|" + "---|" * (8 + len(others))]
+    lines = [head, "|" + "---|" * (7 + len(others))] if summary else []
     for arm, row in sorted(summary.items(), key=lambda item: -item[1]["score"][0]):
         lines.append(f"| {LABELS.get(arm, arm)} | {_pm(row['score'])} | {_pm(row['score_top_k'])} | "
                      f"{_pm(row['loss'], 4)} | {_pm(row.get('motion_enrichment'), 2)} | "
                      + " | ".join(_pm(row.get(f"score@{o}")) for o in others)
                      + f" | {row['wall_s'][0]:.0f} | {row['episodes_per_s'][0]:.0f} |")
-    lines += ["", f"| reference | score | L_R | enrichment | " + " | ".join(f"score @ {o}" for o in others)
+    lines += ["" if lines else None, f"| reference | score | L_R | enrichment | " + " | ".join(f"score @ {o}" for o in others)
               + " | MAE forward passes per clip | wall s (all clips) |", "|" + "---|" * (6 + len(others))]
     for name, by_ratio in references.items():
         ref = by_ratio[r]
@@ -155,7 +155,7 @@ def table(summary: dict[str, dict[str, Any]], references: dict[str, dict[str, An
         lines.append(f"| {name} | {ref['score']:.1f} | {ref['loss']:.4f} | {enrichment} | "
                      + " | ".join(f"{by_ratio[o]['score']:.1f}" if o in by_ratio else "-" for o in others)
                      + f" | {ref['forward_passes_per_clip']} | {ref['wall_s']:.1f} |")
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line is not None)
 
 
 def figure(runs: list[dict[str, Any]], references: dict[str, dict[str, Any]], ratio: float, path: Path) -> None:
@@ -176,12 +176,17 @@ def figure(runs: list[dict[str, Any]], references: dict[str, dict[str, Any]], ra
         ax.plot(xs, mean, label=LABELS.get(arm, arm))
         ax.fill_between(xs, [m - s[1] for m, s in zip(mean, stats)], [m + s[1] for m, s in zip(mean, stats)],
                         alpha=0.2)
+    low = -10.0
     for name, style in (("motion", ":"), ("best_of_m", "--"), ("tube", "-.")):
         if name in references:
-            ax.axhline(references[name][f"{ratio:g}"]["score"], color="grey", linestyle=style, linewidth=1,
-                       label=f"{name} (reference)")
-    ax.axhline(0, color="black", linewidth=0.8)
+            score = references[name][f"{ratio:g}"]["score"]
+            if score >= low:
+                ax.axhline(score, color="grey", linestyle=style, linewidth=1, label=f"{name} (reference): {score:.1f}")
+            else:  # off the axis: named, not drawn
+                ax.plot([], [], " ", label=f"{name} (reference): {score:.1f}, below the axis")
+    ax.axhline(0, color="black", linewidth=0.8, label="random masks (0)")
     ax.axhline(100, color="black", linewidth=0.8, linestyle="--", label="greedy oracle (100)")
+    ax.set_ylim(low, 110)
     ax.set_xlabel("training episodes (clips)")
     ax.set_ylabel("score (0 = random masks, 100 = greedy oracle)")
     ax.set_title(f"Frozen-MAE benchmark, mask ratio {ratio:g} (mean and 95 % band over seeds)")

@@ -31,7 +31,7 @@ def _frozen(mae_checkpoint, *overrides):
     ["agent=ppo", "agent.critic_hidden=[32,16]"], ["agent=grpo", "agent.group_size=2"],
     ["agent=reinforce", "agent.recipe=separate", "agent.estimator=clip"],
     ["agent=custom", "agent._target_=benchmark.stock.build_ppo", "+agent.options.critic_hidden=[32,16]"],
-    ["agent=random"]])
+    ["agent=random", "train.eval_every=2"]])  # a fixed masker: no policy to score, the run goes on
 def test_frozen_training_leaves_the_mae_bit_identical(tmp_path, mae_checkpoint, agent, monkeypatch):
     import train_joint
 
