@@ -60,7 +60,7 @@ from runtime.control import RunControl, exit_status_after_stop
 from runtime.distributed import close_processes, init_processes
 from runtime.errors import run_main
 from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
-from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
+from runtime.setup import RunDir, log_scalars, open_run_dir, run_cli, seed_everything
 
 register_configs()
 
@@ -104,6 +104,7 @@ class Run:
     device: torch.device
     output_dir: Path
     writer: Any  # TensorBoard's SummaryWriter on rank 0, None elsewhere
+    lock: Any  # the run folder's lock (runtime/run_lock.py), held by rank 0
     model: mae.PretrainVideoMAE
     clips: ClipSource
     env: MAEVectorEnv
@@ -222,11 +223,27 @@ def build_evaluator(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent,
 
 
 def build_run(cfg: DictConfig) -> Run:
-    """Processes, run folder, seeds, MAE, data, environment, agent, collector; the resumed state if any."""
+    """Processes, run folder, seeds, MAE, data, environment, agent, collector; the resumed state if any.
+    On an error, what it opened (processes, the folder's lock, TensorBoard) is closed again."""
     validate(cfg)
     rank, world_size, device = init_processes(cfg.device)
+    folder = None
+    try:
+        folder = open_run_dir(cfg, is_main=rank == 0, required_keys=("mae", "agent", "step"), world_size=world_size,
+                              what="train_joint.py")
+        return _build_run(cfg, rank, world_size, device, folder)
+    except BaseException:
+        if folder is not None:
+            folder.lock.release()
+            if folder.writer is not None:
+                folder.writer.close()
+        close_processes(world_size)
+        raise
+
+
+def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device, folder: RunDir) -> Run:
     is_main = rank == 0
-    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main, required_keys=("mae", "agent", "step"))
+    resume_from = folder.resume_from
     mask_generator = seed_everything(cfg.seed + rank)
     model = build_model(cfg)
     if cfg.model.init_checkpoint is not None and (resume_from is None or cfg.train.mae == "frozen"):
@@ -237,7 +254,8 @@ def build_run(cfg: DictConfig) -> Run:
     agent = build_sampler(cfg, env, world_size=world_size, device=device, is_main=is_main)
     buffer = VectorReplayBuffer(cfg.train.update_steps_mae * env.num_envs, env.num_envs, ignore_obs_next=True)
     schedule_steps = clips.steps_per_epoch * cfg.train.epochs  # stopping early is not a shorter run
-    run = Run(cfg=cfg, rank=rank, world_size=world_size, device=device, output_dir=output_dir, writer=writer,
+    run = Run(cfg=cfg, rank=rank, world_size=world_size, device=device, output_dir=folder.path, writer=folder.writer,
+              lock=folder.lock,
               model=model, clips=clips, env=env, agent=agent, buffer=buffer,
               collector=Collector(agent.policy, TianshouVectorEnv(env), buffer),
               generators={"mask": mask_generator, **rng.find_generators(agent.policy, "agent")},  # each rank's own
@@ -280,7 +298,7 @@ def step_scalars(run: Run, rewards: np.ndarray, n_steps: int, elapsed: float) ->
     scalars = {"mae/loss": float(env.last_stats["loss"])}
     if env.optimizer is not None:
         scalars["mae/lr"] = env.optimizer.optimizer.param_groups[0]["lr"]
-        scalars["mae/skipped_nonfinite"] = env.optimizer.skipped_nonfinite
+        scalars["mae/skipped_nonfinite"] = env.optimizer.guard.total
     scalars.update({
         "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
         "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
@@ -392,6 +410,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         control.close()
         if run.writer is not None:
             run.writer.close()
+        run.lock.release()
         close_processes(run.world_size)
 
 

@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from agents.algorithms.agent import Agent
-from agents.algorithms.common import EnvSpec
+from agents.algorithms.optim import guarding
+from agents.algorithms.spec import EnvSpec
+from runtime.nonfinite import NonFiniteGuard
 from agents.algorithms.custom import CustomConfig, build_custom
 from agents.algorithms.fixed import FixedConfig, build_fixed
 from agents.algorithms.grpo import GRPOConfig, build_grpo
@@ -101,8 +103,9 @@ def build_agent(name: str, *, env: Any, config: Any = None, device: torch.device
     spec = EnvSpec.from_env(env)
     if spec.group_size != 1 and not hasattr(config, "group_size"):
         raise ValueError(f"agent {name!r} expects one copy per clip; the env has group_size={spec.group_size}")
-    algorithm = _entry(name).build(spec, config, torch.device(device), actor=actor, critic=critic)
-    return Agent(name=name, config=config, spec=spec, algorithm=algorithm)
+    with guarding(NonFiniteGuard()) as guard:  # every guarded optimiser of the algorithm counts here
+        algorithm = _entry(name).build(spec, config, torch.device(device), actor=actor, critic=critic)
+    return Agent(name=name, config=config, spec=spec, algorithm=algorithm, guard=guard)
 
 
 def _entry(name: str) -> AgentEntry:

@@ -22,7 +22,8 @@ from typing import Any
 
 from benchmark.evaluate import (BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, heldout_clips, reference_cache,
                                 reference_losses)
-from benchmark.references import REFERENCES, forward_passes_per_clip, interval, normalised_score
+from benchmark.references import REFERENCES, forward_passes_per_clip, normalised_score
+from runtime.stats import interval
 
 ROOT = Path(__file__).resolve().parents[1]
 

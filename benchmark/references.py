@@ -20,7 +20,6 @@ The normalised score puts an agent between the two ends that every study can rep
 from __future__ import annotations
 
 import math
-import statistics
 
 import torch
 from tqdm import tqdm
@@ -172,24 +171,3 @@ def normalised_score(loss_agent: float, loss_random: float, loss_oracle: float) 
         raise ValueError(f"the oracle's loss {loss_oracle:.6g} is not below random masking's {loss_random:.6g}: "
                          "no room between them to score an agent in")
     return 100.0 * (loss_random - loss_agent) / (loss_random - loss_oracle)
-
-
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
-def t_quantile(df: int) -> float:
-    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (scipy's where installed)."""
-    try:
-        from scipy.stats import t
-
-        return float(t.ppf(0.975, df))
-    except ImportError:  # scipy is a dev dependency only; a table, then the normal's 1.96 as a bound
-        return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df
-
-
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the two-sided 95 % Student-t interval (over seeds); 0 for one value."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))

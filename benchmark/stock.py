@@ -21,7 +21,7 @@ import torch
 from tianshou.algorithm import PPO
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
-from agents.algorithms import SamplerConfig, build_critic_network, token_sampler_policy
+from agents.algorithms import SamplerConfig, build_critic_network, guarded, token_sampler_policy
 
 
 class MinusLossPPO(PPO):
@@ -40,7 +40,7 @@ def build_ppo(spec: Any, config: Any, device: torch.device, *, actor: torch.nn.M
         critic = build_critic_network(spec, list(options.get("critic_hidden", [256, 128])))
     sampler = SamplerConfig(actor=options.get("actor", "trajectory"), num_heads=int(options.get("num_heads", 3)))
     policy = token_sampler_policy(spec, sampler, device, actor=actor, critic=critic)
-    return MinusLossPPO(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=float(options.get("lr", 1e-3))),
+    return MinusLossPPO(policy=policy, critic=critic, optim=guarded(AdamOptimizerFactory(lr=float(options.get("lr", 1e-3)))),
                         gamma=1.0, gae_lambda=1.0,  # one-step episodes: A = R - V(X)
                         eps_clip=float(options.get("eps_clip", 0.2)), vf_coef=float(options.get("vf_coef", 0.5)),
                         ent_coef=float(options.get("ent_coef", 0.0)))

@@ -21,11 +21,7 @@ from data.synthetic import BACKGROUNDS, CONTRASTS, OBJECTS
 from data.video_io import resolve_reader
 from mae.registry import SIZES
 from mae.target import LOSSES
-from runtime.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value is invalid; the message names the key and what is allowed."""
+from runtime.errors import ConfigError
 
 
 @dataclass
@@ -33,9 +29,9 @@ class ModelConfig:
     name: str = "tiny"
     """VideoMAE size: micro (the CPU testbed's, 32 px) | tiny (64 px) | small | base (the paper's) | large."""
     img_size: Optional[int] = None
-    """Input side in pixels; None = the size's default (tiny 64, others 224)."""
+    """Input side in pixels; None = the size's default (micro 32, tiny 64, others 224)."""
     decoder_depth: Optional[int] = None
-    """Decoder blocks; None = the size's default (4; tiny 2). Flag --decoder_depth."""
+    """Decoder blocks; None = the size's default (4; micro and tiny 2). Flag --decoder_depth."""
     drop_path_rate: float = 0.0
     """Stochastic depth of the encoder during pretraining."""
     norm_target: bool = True

@@ -41,7 +41,7 @@ from downstream.video_aug import FinetuneClipTransform, VideoMixup
 from runtime import checkpoint, rng
 from runtime.distributed import close_processes, init_processes
 from runtime.lr_schedule import build_schedule, learning_rates
-from runtime.setup import log_scalars, open_run_dir, run_cli, seed_everything
+from runtime.setup import RunDir, log_scalars, open_run_dir, run_cli, seed_everything
 
 register_downstream_configs()
 
@@ -60,10 +60,24 @@ class _SkipFirst(Sampler):
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Fine-tune; the processes, the run folder's lock and TensorBoard are closed on any exit."""
     validate_downstream(cfg)
     rank, world_size, device = init_processes(cfg.device)
+    folder = None
+    try:
+        folder = open_run_dir(cfg, is_main=rank == 0, world_size=world_size, what="downstream.finetune")
+        return _train(cfg, rank, world_size, device, folder)
+    finally:
+        if folder is not None:
+            folder.lock.release()
+            if folder.writer is not None:
+                folder.writer.close()
+        close_processes(world_size)
+
+
+def _train(cfg: DictConfig, rank: int, world_size: int, device: torch.device, folder: RunDir) -> dict[str, float]:
     is_main = rank == 0
-    output_dir, resume_from, writer = open_run_dir(cfg, is_main=is_main)
+    output_dir, resume_from, writer = folder.path, folder.resume_from, folder.writer
     seed_everything(cfg.seed + rank)
     wall_start = time.perf_counter()
 
@@ -205,9 +219,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
                    "epochs": step / steps_per_epoch, "num_classes": num_classes, "lr": lr,
                    "wall_time_s": time.perf_counter() - wall_start}
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if writer is not None:
-        writer.close()
-    close_processes(world_size)
     return {**last, **evaluation}
 
 

@@ -51,7 +51,7 @@ from agents.registry import build_agent  # noqa: E402
 from data import EvalClipTransform, SyntheticMotionVideos, VideoReadError, read_clip  # noqa: E402
 from data.synthetic import synthetic_style  # noqa: E402
 from downstream.attention_maps import actor_attention  # noqa: E402
-from downstream.drawing import dim_masked, to_pixels  # noqa: E402
+from envs.render import dim_masked, to_pixels  # noqa: E402
 from envs.spaces import token_spaces  # noqa: E402
 from mae.classifier import CheckpointMismatchError  # noqa: E402
 from mae.registry import create_model_from_config  # noqa: E402
@@ -87,7 +87,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
 
 
 def agent_environment(model: mae.PretrainVideoMAE, mask_ratio: float, *, group_size: int = 1) -> SimpleNamespace:
-    """What an agent reads off its environment (:meth:`agents.algorithms.common.EnvSpec.from_env`), without one."""
+    """What an agent reads off its environment (:meth:`agents.algorithms.spec.EnvSpec.from_env`), without one."""
     num_tokens, num_visible = model.num_tokens, mae.num_visible(model.num_tokens, mask_ratio)
     observation_space, action_space = token_spaces(num_tokens, num_visible, model.embed_dim)
     return SimpleNamespace(
@@ -117,21 +117,25 @@ def load_clip(pretrained: Pretrained, *, video: str | None = None,
 @torch.no_grad()
 def reconstruct(model: mae.PretrainVideoMAE, video: torch.Tensor,
                 visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The MAE's reconstruction in pixels, with each masked patch de-normalised by its true mean/std.
+    """The MAE's reconstruction in pixels: each masked patch is the prediction, de-normalised by the
+    patch's true mean/std when the model predicts per-patch-normalised targets (``norm_target``).
 
     Shapes:
         video ``(1, 3, T, H, W)``, visible ``(1, N)`` -> pixels ``(1, 3, T, H, W)`` in [0, 1],
         per-token error ``(1, N)`` (0 at visible tokens), and the clip's loss L_R.
     """
-    pred = model(video, visible)  # (1, N - K, tubelet * p * p * 3), normalised-patch space
+    pred = model(video, visible)  # (1, N - K, tubelet * p * p * 3) in the model's target space
     out = model.reconstruction_loss(pred, model.target(video), visible)
     u, p = model.tubelet_size, model.patch_size
     patches = rearrange(to_pixels(video), "b c (t u) (h p) (w q) -> b (t h w) (u p q) c", u=u, p=p, q=p)
-    mean = patches.mean(dim=-2, keepdim=True)
-    std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
-    filled = (patches - mean) / std
-    filled[~visible] = rearrange(pred.float(), "b m (k c) -> (b m) k c", c=3)
-    pixels = rearrange(filled * std + mean, "b (t h w) (u p q) c -> b c (t u) (h p) (w q)",
+    predicted = rearrange(pred.float(), "b m (k c) -> (b m) k c", c=3)
+    if model.norm_target:  # the prediction is (patch - mean) / std of the true patch
+        mean = patches.mean(dim=-2, keepdim=True)
+        std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+        predicted = predicted * std[~visible] + mean[~visible]
+    filled = patches.clone()
+    filled[~visible] = predicted
+    pixels = rearrange(filled, "b (t h w) (u p q) c -> b c (t u) (h p) (w q)",
                        t=model.grid[0], h=model.grid[1], w=model.grid[2], u=u, p=p, q=p)
     return pixels.clamp(0, 1), out.per_token, float(out.per_clip[0])
 

@@ -279,7 +279,7 @@ class MAEVectorEnv(VectorEnv):
         None when ``render_mode`` is None."""
         if self.render_mode is None or self._batch is None:
             return None
-        from downstream.drawing import mask_strip  # drawing code shared with the visualiser
+        from envs.render import mask_strip
 
         if self._rendered is not None:
             video, visible = self._rendered

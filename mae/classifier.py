@@ -37,10 +37,7 @@ from torch import nn
 
 from mae.model import PretrainVideoMAE, VideoMAEEncoder
 from mae.registry import SIZES
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's keys or shapes do not fit the model; the message lists them."""
+from runtime.errors import CheckpointMismatchError
 
 
 # The pretraining encoder's final norm: replaced by fc_norm after pooling (VideoMAE does the same).
@@ -54,7 +51,7 @@ _PRETRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(PretrainV
 
 
 def encoder_arguments(size: str, **overrides: Any) -> dict[str, Any]:
-    """The encoder's architecture for a model size (``tiny|small|base|large``) plus overrides.
+    """The encoder's architecture for a model size (``micro|tiny|small|base|large``) plus overrides.
 
     ``None`` overrides are ignored (a config's "size default"). Unknown names raise.
     """

@@ -8,7 +8,7 @@
 | base  | 768, 12, 12 (the paper's)     | 384, 6                 | 16 x 224 x 224 | 1568   |
 | large | 1024, 24, 16                  | 512, 8                 | 16 x 224 x 224 | 1568   |
 
-Every size uses 2 x 16 x 16 tubelets and decoder depth 4 unless overridden (tiny: 2), and
+Every size uses 2 x 16 x 16 tubelets and decoder depth 4 unless overridden (micro and tiny: 2), and
 VideoMAE's 1-D position table. ``micro`` is the CPU testbed's: tiny's widths on 2 x 8 x 8
 tubelets of 32-pixel frames, with a factorised 3-D position table (see docs/testbed.md).
 """
@@ -78,7 +78,7 @@ def create_model_from_config(model_config, *, num_frames: int) -> PretrainVideoM
 
 
 def create_model(name: str, **overrides) -> PretrainVideoMAE:
-    """Build a VideoMAE by size (``tiny|small|base|large``) or by its timm name.
+    """Build a VideoMAE by size (``micro|tiny|small|base|large``) or by its timm name.
 
     ``overrides`` replace constructor arguments, e.g. ``decoder_depth=4``, ``num_frames=8``.
     """

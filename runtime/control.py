@@ -115,10 +115,10 @@ class RunControl:
 
         :raises RunStopped: ``max_consecutive_skips`` skipped in a row (the run has diverged).
         """
-        streams = [("sampler", "policy", agent.skipped_nonfinite, agent.consecutive_skipped,
+        streams = [("sampler", "policy", agent.guard.total, agent.guard.consecutive,
                     "agent.lr, or set agent.max_grad_norm")]
         if mae_optimizer is not None:  # None: a frozen MAE, which takes no step
-            streams.insert(0, ("MAE", "mae", mae_optimizer.skipped_nonfinite, mae_optimizer.consecutive_skipped,
+            streams.insert(0, ("MAE", "mae", mae_optimizer.guard.total, mae_optimizer.guard.consecutive,
                                "train.lr / train.blr, or set train.clip_grad"))
         for name, prefix, total, consecutive, remedy in streams:
             if total and prefix not in self.warned:

@@ -26,3 +26,13 @@ def init_processes(device_name: str) -> tuple[int, int, torch.device]:
 def close_processes(world_size: int) -> None:
     if world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def any_rank(flag: bool) -> bool:
+    """``flag`` of any rank (one all-reduce); a plain run: ``flag``. Every rank must call it."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)

@@ -30,6 +30,14 @@ class RunStopped(UserError):
     """The run stopped itself (e.g. it diverged); the message says why and what was kept."""
 
 
+class ConfigError(UserError, ValueError):
+    """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's keys or shapes do not fit the model; the message lists them."""
+
+
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 """The errnos of a folder that cannot be written: permissions, a read-only file system."""
 
@@ -71,8 +79,6 @@ def warn(message: object) -> None:
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The exceptions reported as user errors: ours, missing files and folders, permissions,
     and a checkpoint that does not fit the model."""
-    from mae.classifier import CheckpointMismatchError
-
     return (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
             CheckpointMismatchError)
 

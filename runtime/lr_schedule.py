@@ -30,14 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.errors import ConfigError
+
 PAPER_TOTAL_BATCH = 256
 """The paper's pretraining total batch (8 GPUs x 32 clips), and the reference of VideoMAE's lr scaling."""
-
-
-def _config_error(message: str) -> Exception:
-    from configs import ConfigError  # late: configs imports data, mae and agents
-
-    return ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -78,10 +74,10 @@ def learning_rates(train: Any, total_batch: int) -> LearningRates:
     value (not None) is used as it is, else the base value times ``total_batch / 256``.
 
     Raises:
-        configs.ConfigError: the floor is above the peak, or a value is negative.
+        runtime.errors.ConfigError: the floor is above the peak, or a value is negative.
     """
     if total_batch <= 0:
-        raise _config_error(f"the total batch must be positive, got {total_batch}")
+        raise ConfigError(f"the total batch must be positive, got {total_batch}")
     scale = total_batch / PAPER_TOTAL_BATCH
     values, sources = {}, {}
     for key, absolute, base in (("peak", "lr", "blr"), ("floor", "min_lr", "min_blr"),
@@ -94,9 +90,9 @@ def learning_rates(train: Any, total_batch: int) -> LearningRates:
             values[key] = float(base_value) * scale
             sources[key] = f"{base} {float(base_value):g} x {total_batch} / {PAPER_TOTAL_BATCH}"
         if values[key] < 0:
-            raise _config_error(f"train.{absolute} resolves to {values[key]:g}: learning rates must be >= 0")
+            raise ConfigError(f"train.{absolute} resolves to {values[key]:g}: learning rates must be >= 0")
     if values["floor"] > values["peak"]:
-        raise _config_error(
+        raise ConfigError(
             f"the cosine floor (train.min_lr/min_blr: {values['floor']:.4g}, {sources['floor']}) is above the peak "
             f"learning rate (train.lr/blr: {values['peak']:.4g}, {sources['peak']}): the schedule would rise "
             "instead of decay; lower the floor or raise the peak")

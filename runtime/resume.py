@@ -92,10 +92,13 @@ def format_changes(changes: list[tuple[str, Any, Any]]) -> str:
 
 def prepare_run_dir(cfg_container: dict[str, Any], *, resume: bool,
                     required_keys: tuple[str, ...] = ("step", "config"),
-                    allowed: tuple[str, ...] = RESUMABLE_KEYS) -> tuple[RunDirPlan, dict[str, Any] | None]:
+                    allowed: tuple[str, ...] = RESUMABLE_KEYS,
+                    world_size: int = 1) -> tuple[RunDirPlan, dict[str, Any] | None]:
     """Check the run folder against the config, reading only.
 
     :param cfg_container: the new config, resolved, as plain dicts.
+    :param world_size: processes of this run; a checkpoint written by another number is refused
+        (the total batch, each rank's data shard and generators, and the schedule depend on it).
     :return: the plan, and the loaded state of the checkpoint to resume from (CPU) or None.
     :raises UserError: a run exists and ``resume`` is false; no usable checkpoint while one
         exists; a changed key that may not change; an output_dir that cannot be written.
@@ -128,6 +131,11 @@ def prepare_run_dir(cfg_container: dict[str, Any], *, resume: bool,
             plan.notices.append(f"{'; '.join(problems)}; resuming from the fallback {candidate} (step "
                                 f"{state.get('step')}) instead; the damaged file is kept as "
                                 f"{candidate.with_name(checkpoint.LATEST + '.bad')}")
+        written_by = len(state.get("rng", {}).get("per_rank", [])) if isinstance(state.get("rng"), dict) else 0
+        if written_by and written_by != world_size:
+            raise UserError(f"{candidate} was written by {written_by} process(es); this run has {world_size}: "
+                            f"resume with {written_by} (torchrun --nproc_per_node={written_by}, or a plain run for 1), "
+                            "or start a new run in another output_dir")
         stored = state.get("config")
         if isinstance(stored, dict):
             changes = config_changes(stored, cfg_container, allowed)

@@ -56,16 +56,20 @@ class RunDir(NamedTuple):
     """The latest checkpoint when resuming, else None."""
     writer: object | None
     """TensorBoard SummaryWriter on the main process, None elsewhere."""
+    lock: Any
+    """The folder's :class:`runtime.run_lock.RunLock` (held by the main process); release it at the end."""
 
 
 def open_run_dir(cfg: DictConfig, *, is_main: bool, required_keys: tuple[str, ...] = ("step", "config"),
-                 ) -> RunDir:
-    """Check the run folder, then save the resolved config and open TensorBoard.
+                 world_size: int = 1, what: str = "a run") -> RunDir:
+    """Hold the run folder, check it, then save the resolved config and open TensorBoard.
 
-    Nothing is written before the checks pass (:func:`runtime.resume.prepare_run_dir`): a run
-    in ``output_dir`` without ``resume``, a damaged checkpoint without a fallback, or a resume
-    whose config changes a key that may not change is one error, and config.yaml and the
-    checkpoints stay as they were.
+    The main process first takes the folder's lock (:mod:`runtime.run_lock`): a second run on it
+    is one error. Nothing else is written before the checks pass
+    (:func:`runtime.resume.prepare_run_dir`): a run in ``output_dir`` without ``resume``, a damaged
+    checkpoint without a fallback, a resume with another number of processes, or a resume whose
+    config changes a key that may not change is one error, and config.yaml and the checkpoints
+    stay as they were. Every rank raises the same errors.
 
     :param required_keys: what a checkpoint of this entry point holds (a file without them is
         named as foreign).
@@ -74,15 +78,31 @@ def open_run_dir(cfg: DictConfig, *, is_main: bool, required_keys: tuple[str, ..
     """
     from torch.utils.tensorboard import SummaryWriter
 
+    from runtime.distributed import any_rank
+    from runtime.errors import UserError
     from runtime.resume import commit_run_dir, prepare_run_dir
+    from runtime.run_lock import RunLock
 
     output_dir = Path(cfg.output_dir)
-    plan, _ = prepare_run_dir(OmegaConf.to_container(cfg, resolve=True), resume=bool(cfg.resume),
-                              required_keys=required_keys)
+    lock, refused = RunLock(output_dir), None
     if is_main:
-        commit_run_dir(plan)
-        save_resolved_config(cfg, output_dir)
-    return RunDir(output_dir, plan.resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None)
+        try:
+            lock.acquire()
+        except (UserError, OSError) as error:  # in use; or a folder that cannot be made (the checks name it)
+            refused = error if isinstance(error, UserError) else None
+    if any_rank(refused is not None):
+        raise refused or UserError(f"output_dir={output_dir} is in use by another run (rank 0 names it)")
+    try:
+        plan, _ = prepare_run_dir(OmegaConf.to_container(cfg, resolve=True), resume=bool(cfg.resume),
+                                  required_keys=required_keys, world_size=world_size)
+        if is_main:
+            commit_run_dir(plan)
+            save_resolved_config(cfg, output_dir)
+            lock.announce(what)
+        return RunDir(output_dir, plan.resume_from, SummaryWriter(str(output_dir / "tb")) if is_main else None, lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def log_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:

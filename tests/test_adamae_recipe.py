@@ -194,7 +194,7 @@ def test_a_nonfinite_sampling_term_skips_the_one_step_once():
     env.step(_random_actions(env, 0))
     after = [*env.mae.parameters(), *agent.policy.actor.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
-    assert env.optimizer.skipped_nonfinite == 1 and agent.skipped_nonfinite == 0  # counted once, by the MAE's step
+    assert env.optimizer.guard.total == 1 and agent.guard.total == 0  # counted once, by the MAE's step
 
 
 def test_update_without_joining_is_refused_and_joined_update_moves_nothing():

@@ -10,19 +10,14 @@ import torch
 
 from benchmark.leaderboard import ARMS, run_overrides, summarise, table
 from configs import validate
-from tests.test_train_joint import SMALL, compose_cfg
+from tests.test_train_joint import SMALL, compose_cfg, random_masking_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def mae_checkpoint(tmp_path_factory) -> Path:
-    import train_joint
-
-    out = tmp_path_factory.mktemp("mae") / "run"
-    extra = [o for o in SMALL if not o.startswith("agent.")]
-    train_joint.train(compose_cfg(*extra, "agent=random", "train.max_steps=2", f"output_dir={out}"))
-    return out / "checkpoint-latest.pt"
+    return random_masking_checkpoint(tmp_path_factory.mktemp("mae") / "run", steps=2)
 
 
 @pytest.mark.parametrize("arm", sorted(ARMS))

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from benchmark.references import (REFERENCES, _token_losses, best_of_m_masks, clip_losses, forward_passes_per_clip,
-                                  greedy_oracle, interval, motion_masks, motion_scores, normalised_score,
+                                  greedy_oracle, motion_masks, motion_scores, normalised_score,
                                   random_masks, tube_masks)
 from mae import PretrainVideoMAE, indices_to_mask
+from runtime.stats import interval
 
 
 @pytest.fixture(scope="module")

@@ -235,3 +235,88 @@ def test_a_group_sigterm_under_torchrun_saves_once_and_resumes(tmp_path):
     state = torch.load(out / "checkpoint-latest.pt", weights_only=False)
     assert state["step"] == 8 and state["policy_updates"] == 4
     assert all(log.read_text().splitlines()[-1] == "exit 0" for log in logs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_two_gloo_ranks_train_a_policy_against_a_frozen_mae(tmp_path):
+    """train.mae=frozen under torchrun: no DDP wrapper, the policy's gradients averaged, the MAE untouched."""
+    import train_joint
+    from tests.test_train_joint import compose_cfg
+
+    warm = tmp_path / "warm"
+    train_joint.train(compose_cfg("data.synthetic_clips=16", "data.num_workers=0", "train.batch_size=4",
+                                  "train.max_steps=2", "agent=random", f"output_dir={warm}"))
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT.format(root=str(ROOT)))
+    out = tmp_path / "run"
+    args = ["data.synthetic_clips=32", "data.num_workers=0", "train.batch_size=4", "train.epochs=2",
+            "train.mae=frozen", f"model.init_checkpoint={warm / 'checkpoint-latest.pt'}", "train.eval_every=0",
+            "agent=ppo", "agent.critic_hidden=[32,16]", f"output_dir={out}"]
+    result = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2",
+                             "--master_port=29541", str(script), *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=400, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    initial = torch.load(warm / "checkpoint-latest.pt", weights_only=False)["mae"]
+    for rank in ranks:
+        for name, tensor in initial.items():
+            assert torch.equal(tensor, rank["mae"][name]), f"the frozen MAE's {name} changed"
+    policies = [rank["agent"]["algorithm"] for rank in ranks]
+    floats = [name for name, tensor in policies[0].items() if torch.is_tensor(tensor) and tensor.is_floating_point()]
+    assert floats
+    for name in floats:
+        torch.testing.assert_close(policies[0][name], policies[1][name], rtol=0, atol=1e-6, msg=f"policy {name}")
+    assert torch.load(out / "checkpoint-latest.pt", weights_only=False)["policy_updates"] == 8  # every step a cycle
+
+
+GUARD_SCRIPT = """
+import os, sys, torch
+import torch.distributed as dist
+sys.path.insert(0, {root!r})
+from envs.mae_optimizer import MAEOptimizer
+from runtime.nonfinite import NonFiniteGuard
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+# the MAE's step: DDP all-reduces the gradients inside backward(); rank 1's loss is NaN at step 1
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))
+mae_optimizer = MAEOptimizer(torch.optim.AdamW(model.parameters(), lr=1e-2))
+# a step whose gradients are not all-reduced: only the guard's joint decision keeps the replicas equal
+plain = torch.nn.Linear(4, 4)
+guard = NonFiniteGuard()
+plain_optimizer = guard.attach(torch.optim.AdamW(plain.parameters(), lr=1e-2))
+skipped = []
+for step in range(3):
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(step))
+    poison = float("nan") if (rank == 1 and step == 1) else 1.0
+    out = mae_optimizer.backward_and_step(model(x).pow(2).mean() * poison)
+    plain_optimizer.zero_grad()
+    (plain(x).pow(2).mean() * poison).backward()
+    plain_optimizer.step()
+    skipped.append((out.get("skipped", 0.0), guard.last_skipped))
+torch.save({{"mae": model.module.state_dict(), "plain": plain.state_dict(), "skipped": skipped,
+            "counts": (mae_optimizer.guard.total, guard.total)}}, os.path.join({out!r}, f"rank{{rank}}.pt"))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    """No rank returns early from a step the others take: no hang (the timeout), the step skipped on
+    both ranks, the replicas equal afterwards."""
+    script = tmp_path / "guard.py"
+    script.write_text(GUARD_SCRIPT.format(root=str(ROOT), out=str(tmp_path)))
+    result = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2",
+                             "--master_port=29542", str(script)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for rank in ranks:
+        assert rank["skipped"] == [(0.0, False), (1.0, True), (0.0, False)] and rank["counts"] == (1, 1)
+    for part in ("mae", "plain"):
+        for name, tensor in ranks[0][part].items():
+            assert torch.equal(tensor, ranks[1][part][name]), f"{part} {name} differs across ranks"

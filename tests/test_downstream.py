@@ -471,10 +471,14 @@ def test_attentive_pooling_finds_the_one_token_a_mean_hides():
     assert (head(pool(x)).argmax(1) == labels).float().mean() > 0.95
 
 
-def test_reconstruction_of_a_perfect_prediction_is_the_input(pretrain_checkpoint):
+@pytest.mark.parametrize("norm_target", [True, False])
+def test_reconstruction_of_a_perfect_prediction_is_the_input(pretrain_checkpoint, norm_target):
+    """Per-patch-normalised targets are de-normalised with the true patch statistics; raw [0, 1] pixel
+    targets (the testbed's ``model.norm_target=false``) are the pixels themselves."""
     from downstream.visualise import load_pretrained, reconstruct, to_pixels
 
     model = load_pretrained(pretrain_checkpoint).model
+    model.norm_target = norm_target
     video = torch.randn(1, 3, 4, 32, 32)
     visible = mae.random_mask(1, model.num_tokens, 0.5, generator=torch.Generator().manual_seed(0))
     channels = model.target(video).shape[-1]

@@ -143,7 +143,7 @@ def test_nonfinite_loss_skips_the_step():
     before = copy.deepcopy(model.state_dict())
     loss = model.loss(torch.randn(1, 3, 4, 32, 32), mae.random_mask(1, 8, RATIO)).loss * float("nan")
     assert opt.backward_and_step(loss, model.parameters()) == {"skipped": 1.0}
-    assert opt.skipped_nonfinite == 1 and opt.num_updates == 0
+    assert opt.guard.total == 1 and opt.num_updates == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

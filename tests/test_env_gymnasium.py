@@ -9,7 +9,7 @@ from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers.vector import DictInfoToList, RecordEpisodeStatistics
 
 import envs
-from downstream.drawing import to_pixels
+from envs.render import to_pixels
 from envs import KSubset, TensorBox, TianshouVectorEnv
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from configs import ConfigError
-from tests.test_train_joint import SMALL, compose_cfg
+from tests.test_train_joint import SMALL, compose_cfg, random_masking_checkpoint
 
 # the held-out score is off here (the greedy oracle is tested in test_benchmark_*); one test turns it on
 FROZEN = [*SMALL, "train.mae=frozen", "train.eval_every=0"]
@@ -15,12 +15,7 @@ NO_AGENT = [o for o in FROZEN if not o.startswith("agent.")]  # SMALL's agent op
 
 @pytest.fixture(scope="module")
 def mae_checkpoint(tmp_path_factory) -> Path:
-    import train_joint
-
-    out = tmp_path_factory.mktemp("mae") / "run"
-    extra = [o for o in SMALL if not o.startswith("agent.")]
-    train_joint.train(compose_cfg(*extra, "agent=random", "train.max_steps=4", f"output_dir={out}"))
-    return out / "checkpoint-latest.pt"
+    return random_masking_checkpoint(tmp_path_factory.mktemp("mae") / "run", steps=4)
 
 
 def _frozen(mae_checkpoint, *overrides):

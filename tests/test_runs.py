@@ -183,14 +183,14 @@ def _weights(agent):
 def test_a_non_finite_sampler_update_is_skipped_and_counted():
     agent, buffer = _ppo_with_a_buffer()
     first = agent.update(buffer)  # a finite one goes through
-    assert first["policy/skipped_nonfinite"] == 0 and agent.consecutive_skipped == 0
+    assert first["policy/skipped_nonfinite"] == 0 and agent.guard.consecutive == 0
     # a NaN loss (here: a NaN weight of the critic) leaves every weight and the optimiser as they were
     with torch.no_grad():
         next(agent.algorithm.critic.parameters())[0].fill_(float("nan"))
     before = _weights(agent)
     optim_before = {k: v.clone() for k, v in agent.algorithm.optim._optim.state_dict()["state"][0].items()}
     stats = agent.update(buffer)
-    assert stats["policy/skipped_nonfinite"] == 1 and agent.consecutive_skipped == 1
+    assert stats["policy/skipped_nonfinite"] == 1 and agent.guard.consecutive == 1
     after = _weights(agent)
     assert all(torch.equal(before[k], after[k]) or torch.isnan(before[k]).any() for k in before)
     for key, value in agent.algorithm.optim._optim.state_dict()["state"][0].items():
@@ -198,28 +198,23 @@ def test_a_non_finite_sampler_update_is_skipped_and_counted():
     # the count is part of the checkpoint
     restored, _ = _ppo_with_a_buffer()
     restored.load_state_dict(agent.state_dict())
-    assert restored.skipped_nonfinite == 1 and restored.consecutive_skipped == 1
+    assert restored.guard.total == 1 and restored.guard.consecutive == 1
 
 
-def test_a_step_that_makes_a_weight_non_finite_is_undone(monkeypatch):
+def test_a_step_that_makes_a_weight_non_finite_is_undone():
     agent, buffer = _ppo_with_a_buffer()
+    agent.update(buffer)  # a first step: the optimiser has state to put back
     optimizer = agent.algorithm.optim._optim
-    original_step = optimizer.step
-
-    def overflowing_step(*args, **kwargs):  # finite loss and gradients, but the step overflows a weight
-        result = original_step(*args, **kwargs)
-        with torch.no_grad():
-            optimizer.param_groups[0]["params"][0].view(-1)[0] = float("inf")
-        return result
-
-    monkeypatch.setattr(optimizer, "step", overflowing_step)
+    weight = optimizer.param_groups[0]["params"][0]
+    # finite loss and gradients, but the step leaves a weight non-finite (a hook after the guard's snapshot)
+    optimizer.register_step_pre_hook(lambda *_: weight.data.view(-1).__setitem__(0, float("inf")))
     before = _weights(agent)
-    state_before = {k: v.clone() for k, v in optimizer.state_dict()["state"].get(0, {}).items()}
+    state_before = _optimizer_state(optimizer)
     stats = agent.update(buffer)
     assert stats["policy/skipped_nonfinite"] == stats["policy/gradient_steps"] >= 1
     after = _weights(agent)
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert {k: v for k, v in optimizer.state_dict()["state"].get(0, {}).items()}.keys() == state_before.keys()
+    assert _same_state(state_before, _optimizer_state(optimizer))
 
 
 def _mae_optimizer(lr=1e-3):
@@ -247,32 +242,25 @@ def _same_state(a, b):
 
 
 @pytest.mark.parametrize("first_step", [True, False])
-def test_an_mae_step_that_makes_a_weight_non_finite_is_undone(monkeypatch, first_step):
+def test_an_mae_step_that_makes_a_weight_non_finite_is_undone(first_step):
     model, mae_optimizer = _mae_optimizer()
     if not first_step:
         mae_optimizer.backward_and_step(_mae_loss(model), model.parameters())
     optimizer = mae_optimizer.optimizer
-    original_step = optimizer.step
-
-    def overflowing_step(*args, **kwargs):  # finite loss and gradients, but the step overflows a weight
-        result = original_step(*args, **kwargs)
-        with torch.no_grad():
-            model[2].weight[0, 0] = float("inf")
-        return result
-
-    monkeypatch.setattr(optimizer, "step", overflowing_step)
+    # finite loss and gradients, but the step leaves a weight non-finite (a hook after the guard's snapshot)
+    overflow = optimizer.register_step_pre_hook(lambda *_: model[2].weight.data.view(-1).__setitem__(0, float("inf")))
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     state = _optimizer_state(optimizer)
     updates = mae_optimizer.num_updates
     for skipped in (1, 2):
         assert mae_optimizer.backward_and_step(_mae_loss(model), model.parameters()) == {"skipped": 1.0}
-        assert mae_optimizer.skipped_nonfinite == mae_optimizer.consecutive_skipped == skipped
+        assert mae_optimizer.guard.total == mae_optimizer.guard.consecutive == skipped
         assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
         assert _same_state(state, _optimizer_state(optimizer)) and mae_optimizer.num_updates == updates
         assert all(p.grad is None for p in model.parameters())
-    monkeypatch.setattr(optimizer, "step", original_step)
+    overflow.remove()
     assert "grad_norm" in mae_optimizer.backward_and_step(_mae_loss(model), model.parameters())
-    assert mae_optimizer.consecutive_skipped == 0 and mae_optimizer.skipped_nonfinite == 2
+    assert mae_optimizer.guard.consecutive == 0 and mae_optimizer.guard.total == 2
 
 
 def test_a_huge_mae_learning_rate_never_leaves_non_finite_weights():
@@ -289,7 +277,7 @@ def test_a_huge_mae_learning_rate_never_leaves_non_finite_weights():
         loss = bounded_loss()
         assert math.isfinite(loss.item())
         assert mae_optimizer.backward_and_step(loss, model.parameters()) == {"skipped": 1.0}
-        assert mae_optimizer.skipped_nonfinite == mae_optimizer.consecutive_skipped == skipped
+        assert mae_optimizer.guard.total == mae_optimizer.guard.consecutive == skipped
         assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
         assert _same_state(state, _optimizer_state(mae_optimizer.optimizer))
 
@@ -301,7 +289,7 @@ def test_a_non_finite_mae_gradient_with_a_finite_loss_is_skipped():
     loss = _mae_loss(model)
     assert math.isfinite(loss.item())
     assert mae_optimizer.backward_and_step(loss, model.parameters()) == {"skipped": 1.0}
-    assert mae_optimizer.skipped_nonfinite == 1 and not mae_optimizer.optimizer.state
+    assert mae_optimizer.guard.total == 1 and not mae_optimizer.optimizer.state
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 
 
@@ -310,11 +298,11 @@ def stock_a2c(spec, config, device):
     from tianshou.algorithm import A2C
     from tianshou.algorithm.optim import AdamOptimizerFactory
 
-    from agents.algorithms import SamplerConfig, build_critic_network, token_sampler_policy
+    from agents.algorithms import SamplerConfig, build_critic_network, guarded, token_sampler_policy
 
     critic = build_critic_network(spec, [16])
     policy = token_sampler_policy(spec, SamplerConfig(actor="mha", num_heads=2), device, critic=critic)
-    return A2C(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=1e-3), gamma=1.0, gae_lambda=1.0)
+    return A2C(policy=policy, critic=critic, optim=guarded(AdamOptimizerFactory(lr=1e-3)), gamma=1.0, gae_lambda=1.0)
 
 
 def test_a_stock_algorithm_gets_the_same_guard():
@@ -332,9 +320,27 @@ def test_a_stock_algorithm_gets_the_same_guard():
         next(agent.algorithm.critic.parameters())[0].fill_(float("nan"))
     before = _weights(agent)
     stats = agent.update(buffer)
-    assert stats["policy/skipped_nonfinite"] == 1 and agent.consecutive_skipped == 1
+    assert stats["policy/skipped_nonfinite"] == 1 and agent.guard.consecutive == 1
     after = _weights(agent)
     assert all(torch.equal(before[k], after[k]) or torch.isnan(before[k]).any() for k in before)
+
+
+def unguarded_a2c(spec, config, device):
+    """A user's builder whose optimiser factory is not wrapped in agents.algorithms.guarded."""
+    from tianshou.algorithm import A2C
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+
+    from agents.algorithms import SamplerConfig, build_critic_network, token_sampler_policy
+
+    critic = build_critic_network(spec, [16])
+    policy = token_sampler_policy(spec, SamplerConfig(actor="mha", num_heads=2), device, critic=critic)
+    return A2C(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=1e-3), gamma=1.0, gae_lambda=1.0)
+
+
+def test_an_unguarded_custom_algorithm_is_named_at_build():
+    with pytest.warns(UserWarning, match="guarded"):
+        agent = build_agent("custom", env=make_env(), config={"_target_": "tests.test_runs.unguarded_a2c"})
+    assert agent.guard.total == 0
 
 
 @pytest.mark.parametrize("override", ["agent.lr=1e6", "train.lr=1e30"])
@@ -502,3 +508,61 @@ def test_sigterm_to_a_running_process_group_with_data_workers_then_resume(tmp_pa
     resumed = subprocess.run([*command, "resume=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 24
+
+
+# ---- one run per folder, and the processes that wrote it ----------------------------------------
+
+
+def test_a_second_run_on_a_held_folder_is_one_line_naming_the_holder(tmp_path):
+    from runtime.run_lock import RunLock
+
+    out = tmp_path / "run"
+    import train_joint
+
+    train_joint.train(compose_cfg(*RANDOM, "train.max_steps=1", f"output_dir={out}"))
+    holder = RunLock(out).acquire()  # this process stands for a run in progress
+    holder.announce("a run in progress")
+    before = digest(out)
+    try:
+        result = subprocess.run([sys.executable, "train_joint.py", *RANDOM, "resume=true", "train.max_steps=2",
+                                 f"output_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        holder.release()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "in use by a run in progress" in lines[0] and f"pid {os.getpid()}" in lines[0]
+    assert digest(out) == before
+    # released (as the kernel does when a holder dies): the folder is free again, in this process too
+    train_joint.train(compose_cfg(*RANDOM, "resume=true", "train.max_steps=2", f"output_dir={out}"))
+    assert torch.load(out / checkpoint.LATEST, weights_only=False)["step"] == 2
+
+
+def test_a_lock_dies_with_its_process(tmp_path):
+    from runtime.run_lock import RunLock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                               "from runtime.run_lock import RunLock; lock = RunLock(sys.argv[2]).acquire(); lock.announce('x'); "
+                               "print('held', flush=True); time.sleep(60)", str(ROOT), str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match="in use by x"):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    RunLock(tmp_path).acquire().release()  # kill -9 left nothing to clean up
+
+
+def test_a_resume_with_another_number_of_processes_is_refused_before_writing(tmp_path):
+    out = tmp_path / "run"
+    state = fake_state(output_dir=str(out))
+    state["rng"] = {"per_rank": [{}, {}]}  # written by 2 processes
+    out.mkdir()
+    checkpoint.save_atomic(state, out / checkpoint.LATEST)
+    before = digest(out)
+    with pytest.raises(UserError, match="written by 2 process"):
+        prepare_run_dir({"output_dir": str(out), "mask_ratio": 0.9}, resume=True, world_size=1)
+    prepare_run_dir({"output_dir": str(out), "mask_ratio": 0.9}, resume=True, world_size=2)
+    assert digest(out) == before

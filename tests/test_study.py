@@ -2,7 +2,8 @@
 
 import pytest
 
-from tools.study import BASELINE, interval, main, paired_differences, plot, table
+from runtime.stats import interval
+from tools.study import BASELINE, main, paired_differences, plot, table
 
 ROWS = [
     {"arm": BASELINE, "mask_ratio": 0.0, "seed": 0, "probe_top1": 12.0},
@@ -20,9 +21,9 @@ ROWS = [
 def test_interval_is_the_student_t_half_width():
     mean, half = interval([12.0, 14.0])
     assert mean == 13.0
-    assert half == pytest.approx(12.706 * 2 ** 0.5 / 2 ** 0.5)  # t(0.975, 1) * sd / sqrt(n), sd = sqrt(2)
+    assert half == pytest.approx(12.7062 * 2 ** 0.5 / 2 ** 0.5, rel=1e-5)  # t(0.975, 1) * sd / sqrt(n), sd = sqrt(2)
     mean, half = interval([1.0, 2.0, 3.0])
-    assert half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+    assert half == pytest.approx(4.30265 * 1.0 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2), printed tables' 4.303
     assert interval([5.0]) == (5.0, 0.0)
 
 

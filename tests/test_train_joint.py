@@ -25,6 +25,16 @@ def compose_cfg(*overrides):
         return compose(config_name="config", overrides=list(overrides))
 
 
+def random_masking_checkpoint(out, steps: int):
+    """A train_joint.py checkpoint of SMALL's MAE after ``steps`` random-masking steps (an init checkpoint
+    for ``train.mae=frozen``)."""
+    import train_joint
+
+    extra = [o for o in SMALL if not o.startswith("agent.")]
+    train_joint.train(compose_cfg(*extra, "agent=random", f"train.max_steps={steps}", f"output_dir={out}"))
+    return out / "checkpoint-latest.pt"
+
+
 def test_script_smoke_run(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run([sys.executable, "train_joint.py", *SMALL, "train.max_steps=8", f"output_dir={out}"],

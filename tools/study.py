@@ -30,6 +30,7 @@ from data.synthetic import CONTRASTS
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
 from tools.motion_visibility import evaluate_checkpoint
+from runtime.stats import interval
 from tools.testbed import ATTENTIVE_PROBE, run, testbed_data, top1
 
 BASELINE = "no pretraining"
@@ -54,7 +55,6 @@ COLUMNS = ["probe_top1", "attentive_top1", "mae_loss", "visible_enrichment", "pr
 PROBES = {"probe_top1": ("probe", []), "attentive_top1": ("probe-attentive", ATTENTIVE_PROBE)}
 DIFFERENCE_COLUMNS = ("probe_top1", "attentive_top1", "mae_loss")  # each arm minus random, paired by seed
 # Two-sided 95 % Student t quantiles by degrees of freedom (n - 1 seeds).
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def heldout_mae_loss(checkpoint: str, *, num_clips: int = 128) -> dict[str, float]:
@@ -127,14 +127,6 @@ def study_run(name: str, overrides: list[str] | None, ratio: float, seed: int, a
     result_file.write_text(json.dumps(row))
     print(json.dumps(row), flush=True)
     return row
-
-
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of its two-sided 95 % Student-t interval (0 for a single value)."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def paired_differences(results: list[dict], arm: str, column: str, ratio: float) -> list[float]:

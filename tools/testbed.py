@@ -278,7 +278,7 @@ def run_layers(args: argparse.Namespace) -> dict:
     pretrained encoder and of an untrained one: is the label linear in some layer's features?
     With several ``--seeds``, each seed's run against its own untrained encoder, then the paired
     differences' means and 95 % intervals over seeds."""
-    from tools.study import interval
+    from runtime.stats import interval
 
     seeds = args.seeds or [args.seed]
     result: dict = {"seeds": {seed: layer_rows(args, seed) for seed in seeds}}

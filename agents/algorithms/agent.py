@@ -7,6 +7,7 @@ algorithm is inside.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from numbers import Real
 from typing import Any
@@ -16,7 +17,8 @@ from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from agents.algorithms.common import EnvSpec, guard_optimizers, nonfinite_skips
+from agents.algorithms.spec import EnvSpec
+from runtime.nonfinite import NonFiniteGuard
 
 
 class Agent:
@@ -27,17 +29,23 @@ class Agent:
         ``update_steps_policy``, where it has them, set the update's minibatch and passes.
     :param spec: what the agent knows about the environment.
     :param algorithm: the Tianshou algorithm; ``algorithm.policy`` is handed to the Collector.
-        Its optimisers are guarded against non-finite steps (:func:`guard_optimizers`).
+    :param guard: the guard its optimisers report to (:mod:`agents.algorithms.optim`); a new one
+        (that nothing reports to) when None.
     """
 
-    def __init__(self, *, name: str, config: Any, spec: EnvSpec, algorithm: OnPolicyAlgorithm) -> None:
+    def __init__(self, *, name: str, config: Any, spec: EnvSpec, algorithm: OnPolicyAlgorithm,
+                 guard: NonFiniteGuard | None = None) -> None:
         if not isinstance(algorithm, OnPolicyAlgorithm):
             raise TypeError(f"agent {name!r}: train_joint.py's cycle (collect, update on the whole buffer, clear it) "
                             f"is on-policy; expected a tianshou OnPolicyAlgorithm (Reinforce, A2C, PPO, ...), "
                             f"got {type(algorithm).__name__}")
         self.name, self.config, self.spec = name, config, spec
-        self.algorithm = guard_optimizers(algorithm)
-        self.policy = algorithm.policy
+        self.algorithm, self.policy = algorithm, algorithm.policy
+        self.guard = guard if guard is not None else NonFiniteGuard()
+        if self.learns and not self.guard.attached and not getattr(algorithm, "trains_with_mae", False):
+            warnings.warn(f"agent {name!r}: none of its optimisers is guarded against non-finite steps; build them "
+                          f"from agents.algorithms.guarded(factory) to get the guard and policy/skipped_nonfinite",
+                          stacklevel=2)
 
     @property
     def group_size(self) -> int:
@@ -80,19 +88,9 @@ class Agent:
         self.algorithm.zero_grad(set_to_none=True)
         out = {f"policy/{key}": value for key, value in _scalars(stats.get_loss_stats_dict()).items()}
         if self.learns:
-            out["policy/skipped_nonfinite"] = float(nonfinite_skips(self.algorithm).total)
+            out["policy/skipped_nonfinite"] = float(self.guard.total)
             out["policy/update_time_s"] = float(stats.train_time)
         return out
-
-    @property
-    def skipped_nonfinite(self) -> int:
-        """Gradient steps skipped for a non-finite loss, gradient or weight since the run began."""
-        return nonfinite_skips(self.algorithm).total
-
-    @property
-    def consecutive_skipped(self) -> int:
-        """Gradient steps skipped in a row, up to the last one."""
-        return nonfinite_skips(self.algorithm).consecutive
 
     def metadata(self) -> dict[str, Any]:
         """Plain values describing the agent and the token grid (HDF5 dump attributes)."""
@@ -109,18 +107,14 @@ class Agent:
     def state_dict(self) -> dict[str, Any]:
         """The algorithm's state (actor, critic, reference policy, optimisers; a fixed masker's
         generator) and the skip count."""
-        skips = nonfinite_skips(self.algorithm)
-        return {"algorithm": self.algorithm.state_dict(),
-                "skipped_nonfinite": {"total": skips.total, "consecutive": skips.consecutive}}
+        return {"algorithm": self.algorithm.state_dict(), "skipped_nonfinite": self.guard.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "algorithm" not in state:  # a fixed masker's checkpoint from before it had an algorithm
             self.policy.load_state_dict(state["policy"])
             return
         self.algorithm.load_state_dict(dict(state["algorithm"]))  # it pops the optimizer key
-        skips = nonfinite_skips(self.algorithm)
-        stored = state.get("skipped_nonfinite", {})  # absent in checkpoints written before the count
-        skips.total, skips.consecutive = int(stored.get("total", 0)), int(stored.get("consecutive", 0))
+        self.guard.load_state_dict(state.get("skipped_nonfinite", {}))  # absent in checkpoints before the count
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, algorithm={type(self.algorithm).__name__})"

@@ -25,7 +25,7 @@ import torch
 from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 from tianshou.data import Batch, ReplayBuffer
 
-from agents.algorithms.common import ScalarTrainingStats, guard_optimizers, minibatch_passes, write_back_advantages
+from agents.algorithms.update import ScalarTrainingStats, minibatch_passes, write_back_advantages
 from agents.algorithms.objectives import get_objective
 from agents.algorithms.policy import TokenSamplerPolicy
 
@@ -88,11 +88,6 @@ class TokenSamplerAlgorithm(OnPolicyAlgorithm[TokenSamplerPolicy]):
                                        lambda mb: self.objective.log_prob(self.policy.distribution(mb), mb.act))
 
     # ---- Tianshou's hooks
-    def _create_optimizer(self, module: torch.nn.Module, factory: Any, max_grad_norm: float | None = None) -> Any:
-        optim = super()._create_optimizer(module, factory, max_grad_norm=max_grad_norm)
-        guard_optimizers(self)  # every step skips non-finite values (common.guarded_step)
-        return optim
-
     def _preprocess_batch(self, batch: Batch, buffer: ReplayBuffer, indices: np.ndarray) -> Batch:
         return self.prepare(batch)
 

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import torch
 from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 
-from agents.algorithms.common import EnvSpec
+from agents.algorithms.spec import EnvSpec
 
 UNSET = "???"  # hydra's mark of a value that must be given
 

@@ -20,7 +20,8 @@ from tianshou.data import Batch, ReplayBuffer
 from tianshou.data.types import ActBatchProtocol, ObsBatchProtocol
 
 import mae
-from agents.algorithms.common import EnvSpec, _choice
+from agents.algorithms.config import _choice
+from agents.algorithms.spec import EnvSpec
 
 MASKERS = ("random", "tube")
 

@@ -35,7 +35,9 @@ from tianshou.data import Batch
 from torch import nn
 
 from agents.algorithms.base import TokenSamplerAlgorithm
-from agents.algorithms.common import EnvSpec, SamplerConfig, _choice, optimizer_factory
+from agents.algorithms.config import SamplerConfig, _choice
+from agents.algorithms.optim import optimizer_factory
+from agents.algorithms.spec import EnvSpec
 from agents.algorithms.objectives import OBJECTIVES
 from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 

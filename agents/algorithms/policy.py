@@ -30,6 +30,8 @@ from tianshou.data import Batch
 from tianshou.data.types import DistBatchProtocol, ObsBatchProtocol
 from torch import nn
 
+from agents.algorithms.config import SamplerConfig, build_actor_network
+from agents.algorithms.spec import EnvSpec
 from agents.distributions import PlackettLuce
 
 
@@ -112,16 +114,14 @@ def token_sampler_policy(spec: Any, config: Any = None, device: torch.device | s
                          actor: nn.Module | None = None, critic: nn.Module | None = None) -> TokenSamplerPolicy:
     """The token sampler's policy as the options ``config`` describe it, on ``device``.
 
-    :param spec: the environment's :class:`~agents.algorithms.common.EnvSpec` (N, K, D, grid, action space).
-    :param config: a :class:`~agents.algorithms.common.SamplerConfig` (or a subclass); None = its defaults.
+    :param spec: the environment's :class:`~agents.algorithms.spec.EnvSpec` (N, K, D, grid, action space).
+    :param config: a :class:`~agents.algorithms.config.SamplerConfig` (or a subclass); None = its defaults.
         Read: ``actor`` and its network options, ``softmax_temp``, ``masked_logprob``,
         ``normalize_entropy``, ``store_probs``, ``deterministic_eval``.
     :param device: where actor and critic live.
     :param actor: use this actor instead of building ``config.actor``.
     :param critic: a value network whose estimate is stored with each episode (PPO); None = none.
     """
-    from agents.algorithms.common import SamplerConfig, build_actor_network
-
     config = config if config is not None else SamplerConfig()
     actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
     return TokenSamplerPolicy(

@@ -31,14 +31,9 @@ from tianshou.data import Batch
 from torch import nn
 
 from agents.algorithms.base import TokenSamplerAlgorithm
-from agents.algorithms.common import (
-    EnvSpec,
-    SamplerConfig,
-    _choice,
-    build_actor_network,
-    build_critic_network,
-    optimizer_factory,
-)
+from agents.algorithms.config import SamplerConfig, _choice, build_actor_network, build_critic_network
+from agents.algorithms.optim import optimizer_factory
+from agents.algorithms.spec import EnvSpec
 from agents.algorithms.objectives import OBJECTIVES
 from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 

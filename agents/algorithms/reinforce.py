@@ -47,13 +47,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from timm.optim import param_groups_weight_decay
 from tianshou.algorithm import Reinforce
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
 from agents.algorithms.base import TokenSamplerAlgorithm
-from agents.algorithms.common import (EnvSpec, SamplerConfig, ScalarTrainingStats, StatsAccumulator, _choice,
-                                      optimizer_factory)
+from agents.algorithms.config import SamplerConfig, _choice
+from agents.algorithms.optim import GuardedOptimizerFactory, guarded, optimizer_factory
+from agents.algorithms.spec import EnvSpec
+from agents.algorithms.update import ScalarTrainingStats, StatsAccumulator
 from agents.algorithms.objectives import OBJECTIVES
 from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 
@@ -132,7 +135,7 @@ class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
         baseline_decay: float = 0.9,
         entropy_coef: float = 0.0,
         max_grad_norm: float | None = None,
-        recipe: str = "separate",
+        recipe: str = "adamae",
         sampling_loss_weight: float = ADAMAE_SAMPLING_LOSS_WEIGHT,
     ) -> None:
         """
@@ -149,6 +152,8 @@ class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
             module docstring).
         :param sampling_loss_weight: recipe ``"adamae"``: weight of L_S in the MAE's loss.
         """
+        if max_grad_norm is not None:  # Reinforce's constructor takes none: clip in the optimiser's step
+            optim = guarded(optim.factory if isinstance(optim, GuardedOptimizerFactory) else optim, max_grad_norm)
         super().__init__(objective=objective, policy=policy, optim=optim, gamma=1.0)
         _choice("estimator", estimator, ESTIMATORS)
         _choice("baseline", baseline, BASELINES)
@@ -158,9 +163,6 @@ class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
         self.recipe, self.sampling_loss_weight = recipe, sampling_loss_weight
         self._joined_mae = False  # recipe adamae: mae_param_groups() was handed to an MAE optimiser
         self._step_stats = StatsAccumulator()  # recipe adamae: the in-step losses since the last update
-        # Reinforce's constructor takes no max_grad_norm; its optimizer wrapper reads this
-        # attribute in step().
-        self.optim._max_grad_norm = max_grad_norm
         self.estimator, self.baseline, self.baseline_decay = estimator, baseline, baseline_decay
         self.entropy_coef = entropy_coef
         # EMA baseline and whether it has been set: buffers, so checkpoints carry them
@@ -224,8 +226,6 @@ class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
         ``weight_decay`` for the rest. The groups carry no lr: the MAE's schedule sets it.
         Marks the algorithm as joined, so :meth:`update` moves nothing.
         """
-        from timm.optim._param_groups import param_groups_weight_decay
-
         if not self.trains_with_mae:
             raise RuntimeError("mae_param_groups() is for recipe='adamae'; recipe='separate' has its own optimiser")
         actor = self.policy.actor
