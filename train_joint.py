@@ -117,6 +117,7 @@ class Run:
     evaluate: Callable[[], dict[str, float]] | None = None  # the held-out score, on rank 0
     step: int = 0
     updates: int = 0
+    resumed_at: int | None = None  # the step a resume started from; None for a new run
 
     @property
     def is_main(self) -> bool:
@@ -269,6 +270,7 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
         env.load_state_dict(state["env"])
         agent.load_state_dict(state["agent"])
         run.step, run.updates = state["step"], state["policy_updates"]
+        run.resumed_at = run.step
         rng.restore(state["rng"], rank, run.generators)  # this rank's own states (runtime/rng.py)
     if is_main:
         run.evaluate = build_evaluator(cfg, model, agent, device)
@@ -340,9 +342,10 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
                     collector.reset(reset_buffer=True)
                     collector_stale = False
                 # a training step: the policy samples (deterministic_eval only applies outside)
+                n_steps = min(steps_per_cycle, run.total_steps - run.step)  # the last cycle ends at the last step
                 with torch.no_grad(), policy_within_training_step(agent.policy):
-                    stats = collector.collect(n_step=steps_per_cycle * env.num_envs)
-                n_steps, rewards = steps_per_cycle, stats.returns
+                    stats = collector.collect(n_step=n_steps * env.num_envs)
+                rewards = stats.returns
                 # lines 14-22: MAE untouched, the agent learns from the buffer, which is then cleared
                 last.update(agent.update(buffer))
                 run.updates += 1
@@ -397,7 +400,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                          device=run.device)
     try:
         last, scores = train_loop(run, control)
-        save(run, control)  # with the signal handlers still in place: a repeated SIGTERM must not cut it
+        if run.step != run.resumed_at:  # a resume that ran no step writes no checkpoint (previous stays)
+            save(run, control)  # with the signal handlers still in place: a repeated SIGTERM must not cut it
         control.close()
         if "mae/loss" in last:  # a stop between two logged steps: the baselines of the batch mae/loss is from
             last.update(own_mask_baselines(run.env))

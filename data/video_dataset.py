@@ -60,6 +60,17 @@ def unreadable_videos() -> dict[str, str]:
     return dict(_UNREADABLE_VIDEOS)
 
 
+def _derived_seed(seed: int, candidate: int) -> int:
+    return int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def restore_unreadable(memo: dict[str, str]) -> None:
+    """Add a saved memo (:func:`unreadable_videos`) to this process's, without warnings: a resumed
+    run skips the videos it already knew as unreadable, drawing no random numbers for them, as the
+    uninterrupted run did."""
+    _UNREADABLE_VIDEOS.update(memo)
+
+
 def _remember_unreadable(error: VideoReadError, *, warn: bool = True) -> None:
     if error.path not in _UNREADABLE_VIDEOS:
         _UNREADABLE_VIDEOS[error.path] = error.reason
@@ -167,7 +178,7 @@ class _VideoClipDataset(Dataset):
         """Seed train items from ``(seed, epoch, index)`` from now on (see the module docstring)."""
         self.epoch = int(epoch)
 
-    def _item_generator(self, index: int) -> torch.Generator:
+    def _item_seed(self, index: int) -> int:
         if self.epoch is not None:
             key = [self.seed % (1 << 64), self.epoch, index]
         else:
@@ -175,14 +186,13 @@ class _VideoClipDataset(Dataset):
             fetch_count = self._fetch_counts.get(index, 0)
             self._fetch_counts[index] = fetch_count + 1
             key = [self.seed % (1 << 64), worker.seed if worker is not None else 0, fetch_count, index]
-        seed = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
-        return torch.Generator().manual_seed(int(seed) >> 1)  # manual_seed wants < 2**63
+        return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) >> 1  # manual_seed wants < 2**63
 
     def __getitem__(self, index: int) -> dict:
         index = operator.index(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} videos")
-        generator = self._item_generator(index) if self.train else None
+        seed = self._item_seed(index) if self.train else None
         skipped, found = 0, []
         quiet = self.report_in_items and get_worker_info() is not None
         for offset in range(len(self)):
@@ -191,6 +201,10 @@ class _VideoClipDataset(Dataset):
             if path in _UNREADABLE_VIDEOS:
                 skipped += 1
                 continue
+            # a replacement's own generator: the clip does not depend on whether the bad videos before
+            # it were read (drawing numbers before failing) or skipped from the memo
+            generator = None if seed is None else torch.Generator().manual_seed(
+                seed if offset == 0 else _derived_seed(seed, candidate))
             try:
                 frames, _ = read_clip(path, self.num_frames, self.sampling_rate, train=self.train,
                                       generator=generator, reader=self.reader)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from data.video_dataset import report_unreadable, restore_unreadable, unreadable_videos
 from runtime.errors import UserError
 
 
@@ -147,14 +148,16 @@ class ClipSource:
         batch = next(self._iterator)
         self.batch_in_epoch += 1
         if "unreadable" in batch:
-            from data.video_dataset import report_unreadable
-
             report_unreadable(batch.pop("unreadable"))
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.base_seed, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the stream, and the videos found unreadable so far (a resumed run skips
+        them as the uninterrupted one does, drawing no random numbers for them)."""
+        return {"seed": self.base_seed, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "unreadable": unreadable_videos()}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base_seed, self.epoch, self.batch_in_epoch = state["seed"], state["epoch"], state["batch_in_epoch"]
+        restore_unreadable(state.get("unreadable", {}))  # absent in checkpoints from before it was kept
         self._iterator = None

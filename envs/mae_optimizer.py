@@ -69,16 +69,24 @@ class MAEOptimizer:
         return {"grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "num_updates": self.num_updates, "skipped_nonfinite": self.guard.total,
-                "consecutive_skipped": self.guard.consecutive}
+        """The optimiser, the schedule and the counters; stopped inside an accumulation window, also the
+        micro-step and the gradients summed so far (so that a resume ends where an unbroken run does)."""
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                 "num_updates": self.num_updates, "skipped_nonfinite": self.guard.total,
+                 "consecutive_skipped": self.guard.consecutive, "micro_step": self._micro_step}
+        if self._micro_step:
+            state["accumulated_grads"] = [None if p.grad is None else p.grad.detach().clone()
+                                          for p in self.parameters()]
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.num_updates = state["num_updates"]
+        self.num_updates, self._micro_step = state["num_updates"], state.get("micro_step", 0)
+        for p, grad in zip(self.parameters(), state.get("accumulated_grads") or []):
+            p.grad = None if grad is None else grad.to(p.device, p.dtype)
         self.guard.load_state_dict({"total": state["skipped_nonfinite"],
                                     "consecutive": state.get("consecutive_skipped", 0)})
         if self.scheduler is not None:

@@ -566,3 +566,46 @@ def test_a_resume_with_another_number_of_processes_is_refused_before_writing(tmp
         prepare_run_dir({"output_dir": str(out), "mask_ratio": 0.9}, resume=True, world_size=1)
     prepare_run_dir({"output_dir": str(out), "mask_ratio": 0.9}, resume=True, world_size=2)
     assert digest(out) == before
+
+
+def test_resume_is_exact_with_a_video_that_fails_to_decode(tmp_path):
+    """The memo of unreadable videos travels with the checkpoint: the resumed run skips the corrupt
+    video without reading it (no random numbers drawn for it), as the uninterrupted run does."""
+    import train_joint
+    from tests.test_data_video_io import write_corrupt_mid_stream, write_video
+
+    listing = tmp_path / "videos.txt"
+    paths = [write_video(tmp_path / f"v{k}.mp4", 20, noise=True) for k in range(4)]
+    paths.insert(1, write_corrupt_mid_stream(tmp_path / "corrupt.mp4"))
+    listing.write_text("".join(f"{path} 0\n" for path in paths))
+    args = [*RANDOM, "data=list", f"data.train_list={listing}", "data.num_frames=4", "data.sampling_rate=1",
+            "train.batch_size=2", "train.epochs=4", "train.log_every=1"]
+    with pytest.warns(UserWarning, match="corrupt.mp4"):
+        full = train_joint.train(compose_cfg(*args, f"output_dir={tmp_path / 'full'}"))
+        train_joint.train(compose_cfg(*args, "train.max_steps=3", f"output_dir={tmp_path / 'cut'}"))
+    resumed = train_joint.train(compose_cfg(*args, "resume=true", f"output_dir={tmp_path / 'cut'}"))
+    assert resumed["mae/loss"] == full["mae/loss"]
+    a = torch.load(tmp_path / "full" / checkpoint.LATEST, weights_only=False)
+    b = torch.load(tmp_path / "cut" / checkpoint.LATEST, weights_only=False)
+    assert a["step"] == b["step"] == 8 and str(tmp_path / "corrupt.mp4") in b["env"]["clips"]["unreadable"]
+    for name, tensor in a["mae"].items():
+        assert torch.equal(tensor, b["mae"][name]), name
+
+
+def test_a_resume_that_runs_no_step_writes_no_checkpoint(tmp_path):
+    import train_joint
+
+    out = tmp_path / "run"
+    train_joint.train(compose_cfg(*RANDOM, "train.max_steps=3", "train.save_every_steps=1", f"output_dir={out}"))
+    checkpoints = {name: (out / name).read_bytes() for name in (checkpoint.LATEST, checkpoint.PREVIOUS)}
+    train_joint.train(compose_cfg(*RANDOM, "train.max_steps=2", "resume=true", f"output_dir={out}"))
+    assert {name: (out / name).read_bytes() for name in checkpoints} == checkpoints
+
+
+def test_the_last_cycle_ends_at_max_steps(tmp_path):
+    import train_joint
+
+    train_joint.train(compose_cfg(*SMALL, "train.update_steps_mae=3", "train.mae_only_epochs=0", "train.max_steps=4",
+                                  f"output_dir={tmp_path}"))
+    state = torch.load(tmp_path / checkpoint.LATEST, weights_only=False)
+    assert state["step"] == 4 and state["policy_updates"] == 2  # cycles of 3 and 1 steps

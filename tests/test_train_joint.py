@@ -65,15 +65,18 @@ def test_bad_config_exits_with_a_message(tmp_path):
     assert result.returncode == 2 and "mask_ratio must be in (0, 1)" in result.stderr
 
 
-@pytest.mark.parametrize("agent", ["ppo", "random", "reinforce"])
-def test_resumed_run_matches_uninterrupted(tmp_path, agent):
-    """reinforce: AdaMAE's recipe, the sampler in the MAE's optimiser (its state in mae_optimizer)."""
+@pytest.mark.parametrize("agent, options, cut", [("ppo", [], 6), ("random", [], 6), ("reinforce", [], 6),
+                                                 ("random", ["train.accum_steps=2"], 5)],
+                         ids=["ppo", "random", "reinforce", "mid-accumulation"])
+def test_resumed_run_matches_uninterrupted(tmp_path, agent, options, cut):
+    """reinforce: AdaMAE's recipe, the sampler in the MAE's optimiser (its state in mae_optimizer);
+    accum_steps=2 stopped at step 5: inside an accumulation window (its summed gradients saved)."""
     import train_joint
 
-    extra = SMALL if agent == "ppo" else [o for o in SMALL if not o.startswith("agent.")]
+    extra = [*(SMALL if agent == "ppo" else [o for o in SMALL if not o.startswith("agent.")]), *options]
     full = train_joint.train(compose_cfg(*extra, f"agent={agent}", "train.max_steps=10",
                                          f"output_dir={tmp_path / 'full'}"))
-    train_joint.train(compose_cfg(*extra, f"agent={agent}", "train.max_steps=6", f"output_dir={tmp_path / 'cut'}"))
+    train_joint.train(compose_cfg(*extra, f"agent={agent}", f"train.max_steps={cut}", f"output_dir={tmp_path / 'cut'}"))
     resumed = train_joint.train(compose_cfg(*extra, f"agent={agent}", "train.max_steps=10", "resume=true",
                                             f"output_dir={tmp_path / 'cut'}"))
     for key in ("mae/loss", "env/reward_mean", "mae/copy_loss", "mae/mean_visible_loss"):
