@@ -64,7 +64,7 @@ from mae.baselines import trivial_losses
 
 MODES = ("train", "frozen")
 GROUP_UPDATES = ("all", "first")
-REWARD_SIGNS = {"loss": 1.0, "negative_loss": -1.0}
+REWARDS = ("loss", "negative_loss")
 """``reward=``: +L_R (the paper's; its objectives turn it into what they maximise) or -L_R (what a
 stock RL algorithm, which maximises its reward, needs to lower the loss)."""
 
@@ -142,8 +142,8 @@ class MAEVectorEnv(VectorEnv):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
-        if reward not in REWARD_SIGNS:
-            raise ValueError(f"reward must be one of {tuple(REWARD_SIGNS)}, got {reward!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         self.reward = reward
         self.autoreset_mode = autoreset_mode_from(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}

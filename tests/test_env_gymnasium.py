@@ -216,6 +216,7 @@ def test_reward_is_minus_the_loss_unless_asked_for_the_loss():
         make_registered(reward="-loss")
 
 
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value is:UserWarning")  # unbounded tokens, as meant
 def test_the_single_env_passes_gymnasiums_checker_and_vectorises():
     env = gym.make(envs.ENV_ID, mode="frozen", **SMALL)
     assert isinstance(env.unwrapped, envs.MAEEnv)
