@@ -98,11 +98,17 @@ def build_agent(name: str, *, env: Any, config: Any = None, device: torch.device
         DistributedDataParallel, or a test stand-in).
     :param critic: likewise for PPO's critic.
     :raises TypeError: the builder returned something other than a Tianshou on-policy algorithm.
+    :raises ValueError: a learning agent of the project on an env whose reward is not +L_R (``env.reward``).
     """
     config = make_config(name, config)
     spec = EnvSpec.from_env(env)
     if spec.group_size != 1 and not hasattr(config, "group_size"):
         raise ValueError(f"agent {name!r} expects one copy per clip; the env has group_size={spec.group_size}")
+    env_reward = getattr(env, "reward", "loss")
+    if name not in ("custom", "random", "tube") and env_reward != "loss":
+        raise ValueError(f"agent {name!r} reads the paper's reward, +L_R (its objective sets the sign it maximises), "
+                         f"but this env gives reward={env_reward!r}: build the env with reward='loss' "
+                         f"(agent=custom takes the env's reward as it is)")
     with guarding(NonFiniteGuard()) as guard:  # every guarded optimiser of the algorithm counts here
         algorithm = _entry(name).build(spec, config, torch.device(device), actor=actor, critic=critic)
     return Agent(name=name, config=config, spec=spec, algorithm=algorithm, guard=guard)

@@ -6,14 +6,29 @@ One ``step()`` handles all ``num_envs`` clips at once:
              training device; the space is a :class:`envs.spaces.TensorBox`)
     action   (B, K) distinct visible token indices per clip, in draw order
              (:class:`envs.spaces.KSubset`, a ``MultiDiscrete([N] * K)`` without duplicates)
-    reward   (B,) L_R of each clip: MSE on its masked tokens (Eq. 6), always +L_R
-    done     every episode is one step: terminated; the next clips are the next observation
+    reward   (B,) each clip's L_R, the MSE on its masked tokens (Eq. 6): ``reward="loss"`` gives
+             +L_R (the paper's, lower is better), ``"negative_loss"`` -L_R (higher is better)
+    done     every episode is one step: terminated
     info     numpy arrays with Gymnasium's ``_key`` masks (see :class:`MAEVectorEnv`)
 
 In ``"train"`` mode a step is one MAE optimisation step (Algorithm 1 line 11: the MAE in
 train mode, gradients on even when the caller collects under ``torch.no_grad()``); in
-``"frozen"`` mode it only evaluates. Autoreset is Gymnasium's same-step mode: the
-observation returned by ``step`` is already the next batch.
+``"frozen"`` mode it only evaluates.
+
+Autoreset (``autoreset_mode``, Gymnasium's three modes; every episode ends at every step):
+
+- ``SAME_STEP`` (the default; what the Tianshou adapter and ``train_joint.py`` use): ``step``
+  loads the next clips and returns their observation and reset info; the finished episodes'
+  info is under ``info["final_info"]`` and the observations they were acted on under
+  ``info["final_obs"]`` (an object array of B ``(N, D)`` tensors, views of the observation
+  ``reset``/``step`` returned before).
+- ``DISABLED``: ``step`` returns the finished episodes' observation and info; call ``reset()``
+  (the next clips) before the next ``step``. Gymnasium's observation wrappers accept it.
+- ``NEXT_STEP``: as ``DISABLED``, but the ``step`` after an episode ends ignores its action and
+  loads the next clips (reward 0, not terminated): half the steps score nothing. The only mode
+  ``NormalizeObservation`` accepts.
+
+:class:`MAEEnv` is one clip per episode as a ``gymnasium.Env``.
 
 Group mode (GRPO): each clip appears ``group_size`` times in a row, each copy with its own
 action. ``group_update="all"`` trains the MAE on every copy (each copy is a distinct masking
@@ -34,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -48,6 +64,19 @@ from mae.baselines import trivial_losses
 
 MODES = ("train", "frozen")
 GROUP_UPDATES = ("all", "first")
+REWARDS = ("loss", "negative_loss")
+"""``reward=``: +L_R (the paper's; its objectives turn it into what they maximise) or -L_R (what a
+stock RL algorithm, which maximises its reward, needs to lower the loss)."""
+
+
+def autoreset_mode_from(value: AutoresetMode | str) -> AutoresetMode:
+    """An :class:`AutoresetMode` from itself or its value (``"SameStep"``, ``"NextStep"``, ``"Disabled"``)."""
+    try:
+        return AutoresetMode(value)
+    except ValueError:
+        allowed = [mode.value for mode in AutoresetMode]
+        raise ValueError(f"autoreset_mode must be a gymnasium.vector.AutoresetMode or one of {allowed}, "
+                         f"got {value!r}") from None
 
 
 def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor,
@@ -86,6 +115,8 @@ class MAEVectorEnv(VectorEnv):
     :param group_update: ``"all"`` or ``"first"`` copies update the MAE (train mode).
     :param amp: bf16 autocast of the MAE forward on CUDA (the loss stays fp32).
     :param render_mode: None or ``"rgb_array"``: :meth:`render` draws each clip's mask.
+    :param reward: ``"loss"`` (+L_R, the paper's; the default) or ``"negative_loss"`` (-L_R).
+    :param autoreset_mode: ``SAME_STEP`` (the default), ``DISABLED`` or ``NEXT_STEP`` (module docstring).
     :param sampler_loss: None, or ``sampler_loss(tokens (B, N, D) with gradient, visible (B, N) bool,
         token_error (B, N)) -> scalar`` added to the MAE's loss in each train-mode step (see the
         module docstring); its value is logged as ``last_stats["sampler_loss"]``.
@@ -94,21 +125,28 @@ class MAEVectorEnv(VectorEnv):
     the step's slots), each a numpy array over the B clips with its Gymnasium mask ``_key``
     (all True: every clip has every key), so ``gymnasium.wrappers.vector.DictInfoToList``
     splits it per clip: ``token_error`` (B, N) float32 (0 at visible tokens, and before the
-    first step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group`` (B,) int64. A
-    step's info describes the clips just acted on (the episodes that ended), a reset's the
-    clips now waiting.
+    first step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group`` (B,) int64. The
+    info of the episodes that ended describes the clips just acted on (in ``SAME_STEP`` mode
+    ``info["final_info"]``), a reset's the clips now waiting.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"]}
+    """The class's defaults; an instance's ``metadata`` carries its own ``autoreset_mode``."""
 
     def __init__(self, mae: PretrainVideoMAE, clips: ClipSource, *, mask_ratio: float,
                  optimizer: MAEOptimizer | None = None, forward_module: nn.Module | None = None,
                  mode: str = "train", group_size: int = 1, group_update: str = "all", amp: bool = True,
-                 render_mode: str | None = None,
+                 render_mode: str | None = None, reward: str = "loss",
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
                  sampler_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        self.reward = reward
+        self.autoreset_mode = autoreset_mode_from(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         if group_update not in GROUP_UPDATES:
             raise ValueError(f"group_update must be one of {GROUP_UPDATES}, got {group_update!r}")
         if group_size < 1:
@@ -131,8 +169,10 @@ class MAEVectorEnv(VectorEnv):
 
         self.last_stats: dict[str, float] = {}
         self.skipped_videos = 0
+        self.batches_loaded = 0  # how many clip batches reset and autoreset have loaded: tells a new batch from the last
         self._groups_emitted = 0
         self._batch: dict[str, Any] | None = None
+        self._episodes_over = False  # DISABLED / NEXT_STEP: the waiting clips were acted on; a reset comes next
         self._last_scored: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rendered: tuple[torch.Tensor, torch.Tensor] | None = None  # (video, visible) of the last step
         self._clips_state = clips.state_dict()
@@ -147,7 +187,14 @@ class MAEVectorEnv(VectorEnv):
 
     # ---- Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Load the next clips (the clip stream restarts from ``seed`` when one is given).
+
+        ``options={"reset_mask": mask}`` is accepted with every entry True only: all clips reset together."""
         super().reset(seed=seed)
+        reset_mask = (options or {}).get("reset_mask")
+        if reset_mask is not None and not np.asarray(reset_mask, dtype=bool).all():
+            raise ValueError(f"the {self.num_envs} clips reset together: options['reset_mask'] must be all True, "
+                             f"got {np.asarray(reset_mask).tolist()}")
         if seed is not None:
             self.clips.seed(seed)
         self._rendered = None
@@ -157,6 +204,14 @@ class MAEVectorEnv(VectorEnv):
     def step(self, actions):
         if self._batch is None:
             raise RuntimeError("call reset() before step()")
+        if self._episodes_over:
+            if self.autoreset_mode == AutoresetMode.NEXT_STEP:  # this step only resets: its action is ignored
+                self._load_next_batch()
+                no_episode_ended = np.zeros(self.num_envs, dtype=bool)
+                return (self.observation, np.zeros(self.num_envs, dtype=np.float32), no_episode_ended,
+                        no_episode_ended.copy(), self.reset_info())
+            raise RuntimeError("autoreset_mode=DISABLED: every episode ends at its first step; call reset() "
+                               "for the next clips before the next step()")
         visible = indices_to_mask(self.check_action(actions), self.num_tokens)
         video, target = self._batch["video"], self._batch["target"]
         training = self.mode == "train"
@@ -176,17 +231,25 @@ class MAEVectorEnv(VectorEnv):
                 self.last_stats = self.optimizer.backward_and_step(loss, self.optimizer.parameters())
                 if extra is not None:
                     self.last_stats["sampler_loss"] = float(extra.detach())
-        reward = out.per_clip.detach().float().cpu().numpy()
+        loss = out.per_clip.detach().float().cpu().numpy()
+        reward = loss if self.reward == "loss" else -loss
         info = self._info(out.per_token.detach(), visible)
-        self.last_stats = {**self.last_stats, "loss": float(reward.mean())}
+        self.last_stats = {**self.last_stats, "loss": float(loss.mean())}
         self._last_scored = (target, visible)  # for trivial_losses(), asked for when the loop logs
         if self._batch["motion"] is not None:  # built-in data: which tokens a moving object covers
             self.last_stats["motion_enrichment"] = motion_enrichment(visible, self._batch["motion"])[0]
         if self.render_mode is not None:
             self._rendered = (video, visible)
-        self._load_next_batch()
         terminated = np.ones(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
+        if self.autoreset_mode != AutoresetMode.SAME_STEP:
+            self._episodes_over = True
+            return self.observation.clone(), reward, terminated, truncated, info  # a copy: reset returned this one
+        final_obs = _per_clip(self.observation)
+        self._load_next_batch()
+        every_clip = np.ones(self.num_envs, dtype=bool)
+        info = {**self.reset_info(), "final_obs": final_obs, "_final_obs": every_clip,
+                "final_info": info, "_final_info": every_clip.copy()}
         return self.observation, reward, terminated, truncated, info
 
     @torch.no_grad()
@@ -232,6 +295,8 @@ class MAEVectorEnv(VectorEnv):
     def _load_next_batch(self) -> None:
         self._clips_state = self.clips.state_dict()  # the position of the batch about to wait for actions
         batch = self.clips.next_batch()
+        self.batches_loaded += 1
+        self._episodes_over = False
         with torch.no_grad():
             target = self.mae.target(batch["video"])
             tokens = self.mae.tokenize(batch["video"]).float()
@@ -264,10 +329,9 @@ class MAEVectorEnv(VectorEnv):
         return self._info(zeros, zeros.astype(bool))
 
     def _info(self, token_error: torch.Tensor | np.ndarray, visible: torch.Tensor | np.ndarray) -> dict[str, Any]:
-        """Gymnasium's vector layout: ``{key: (B, ...) array, "_key": (B,) bool}``."""
+        """Gymnasium's vector layout: ``{key: (B, ...) array, "_key": (B,) bool}``, new arrays each call."""
         values = {"token_error": _numpy(token_error).astype(np.float32, copy=False), "visible": _numpy(visible),
-                  "clip_index": self._batch["clip_index"], "label": self._batch["label"],
-                  "group": self._batch["group"]}
+                  **{key: self._batch[key].copy() for key in ("clip_index", "label", "group")}}
         every_clip = np.ones(self.num_envs, dtype=bool)
         return {**values, **{f"_{key}": every_clip for key in values}}
 
@@ -301,6 +365,68 @@ class MAEVectorEnv(VectorEnv):
     def load_state_dict(self, state: dict) -> None:
         self.clips.load_state_dict(state["clips"])
         self.skipped_videos, self._groups_emitted = state["skipped_videos"], state["groups_emitted"]
+
+
+class MAEEnv(gymnasium.Env):
+    """One clip per episode, as a ``gymnasium.Env``: a one-clip :class:`MAEVectorEnv` in ``DISABLED`` mode.
+
+    ``reset`` loads the next clip (from the restarted clip stream when given a seed), ``step``
+    scores the action on it and ends the episode. Observations are numpy float32 ``(N, D)`` in a
+    plain ``Box`` (as generic Gymnasium code and ``SyncVectorEnv`` expect; the batched env keeps
+    torch tensors on its device); actions are :class:`envs.spaces.KSubset` ``(K,)``; the reward
+    is a float; info holds ``token_error`` (N,), ``visible`` (N,) and the ints ``clip_index`` and
+    ``label`` (not the vector env's ``group``, a running id that only its group mode needs).
+
+    :param vector_env: a :class:`MAEVectorEnv` with ``num_envs=1`` and ``autoreset_mode=DISABLED``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, vector_env: MAEVectorEnv):
+        if vector_env.num_envs != 1 or vector_env.autoreset_mode != AutoresetMode.DISABLED:
+            raise ValueError(f"MAEEnv wraps a MAEVectorEnv of one clip with autoreset_mode=DISABLED, got num_envs="
+                             f"{vector_env.num_envs} and autoreset_mode={vector_env.autoreset_mode}")
+        self.vector_env = vector_env
+        self.render_mode = vector_env.render_mode
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, vector_env.single_observation_space.shape,
+                                                      np.float32)
+        self.action_space = vector_env.single_action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs, info = self.vector_env.reset(seed=seed, options=options)
+        return _first(obs), _first_info(info)
+
+    def step(self, action):
+        actions = action[None] if torch.is_tensor(action) else np.asarray(action)[None]
+        obs, reward, terminated, truncated, info = self.vector_env.step(actions)
+        return _first(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first_info(info)
+
+    def render(self) -> np.ndarray | None:
+        frames = self.vector_env.render()
+        return None if frames is None else frames[0]
+
+    def close(self) -> None:
+        self.vector_env.close()
+
+
+def _first(obs: torch.Tensor) -> np.ndarray:
+    """The one clip's observation as a numpy array of its own (not a view of the env's tokens)."""
+    return obs[0].detach().cpu().numpy().copy()
+
+
+def _first_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The one clip's entries of a vector info, without Gymnasium's ``_key`` masks and ``group``; ids as ints."""
+    values = {key: value[0] for key, value in info.items() if not key.startswith("_") and key != "group"}
+    return {key: int(value) if np.ndim(value) == 0 else value.copy() for key, value in values.items()}
+
+
+def _per_clip(tokens: torch.Tensor) -> np.ndarray:
+    """``(B, N, D)`` -> object array of B ``(N, D)`` views, the layout of Gymnasium's ``final_obs``."""
+    array = np.empty(len(tokens), dtype=object)
+    for index, clip in enumerate(tokens.unbind(0)):
+        array[index] = clip
+    return array
 
 
 def _numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The environment under a Gymnasium id, on the built-in data with a small MAE.
+"""The environment under a Gymnasium id, on the built-in data with the CPU testbed's settings.
 
     import gymnasium as gym
     import envs  # registers the id (or: gym.make_vec("envs:tats/MaskedVideoMAE-v0", ...))
@@ -7,8 +7,13 @@
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
+    single = gym.make("tats/MaskedVideoMAE-v0", mode="frozen")   # one clip per episode
+
 Each step trains the MAE once (``mode="train"``, AdamW at a constant ``lr``) on ``num_envs``
-built-in clips; ``mode="frozen"`` only scores the masks.
+built-in clips; ``mode="frozen"`` only scores the masks. The reward is -L_R (higher is better)
+unless ``reward="loss"``. The settings are those of ``configs/preset/cpu.yaml``, composed onto
+the config files its defaults list picks, so every key of the preset's ``model`` and ``data``
+sections is a keyword here (:func:`testbed_settings`).
 """
 
 from __future__ import annotations
@@ -18,59 +23,132 @@ from typing import Any
 
 import gymnasium
 import torch
+from gymnasium.vector import AutoresetMode
+from omegaconf import DictConfig, OmegaConf
+
+from data import build_dataset
+from envs.clip_source import ClipSource
+from envs.mae_env import MAEEnv, MAEVectorEnv
+from envs.mae_optimizer import MAEOptimizer
+from mae import PretrainVideoMAE, load_mae_weights
+from mae.registry import create_model_from_config
 
 ENV_ID = "tats/MaskedVideoMAE-v0"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""The project's config folder, found from this file (the package layers below the configs)."""
+TESTBED_PRESET = CONFIG_DIR / "preset" / "cpu.yaml"
+SETTING_SECTIONS = ("model", "data")
+"""Every key the preset sets in these sections is a keyword of the registered environment."""
+
+
+def testbed_config() -> DictConfig:
+    """``configs/preset/cpu.yaml`` composed onto the group files its defaults list picks
+    (``override /model: micro`` reads ``configs/model/micro.yaml``, and so on); keys of the
+    structured schema that no file sets are left to the builders' own defaults."""
+    preset = OmegaConf.load(TESTBED_PRESET)
+    composed = OmegaConf.create()
+    for entry in preset.pop("defaults", []):
+        if entry == "_self_":
+            continue
+        ((choice, option),) = entry.items()
+        group = choice.removeprefix("override").strip().strip("/")
+        picked = OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml")
+        picked.pop("defaults", None)  # the schema's own defaults (base_model, base_data)
+        composed[group] = picked
+    return OmegaConf.merge(composed, preset)
+
+
+def _setting_keys() -> dict[str, str]:
+    """Each keyword of the environment -> its key in :func:`testbed_config`."""
+    preset = OmegaConf.load(TESTBED_PRESET)
+    keys = {"mask_ratio": "mask_ratio", "lr": "train.lr"}
+    for section in SETTING_SECTIONS:
+        keys.update({key: f"{section}.{key}" for key in preset[section]})
+    return keys
 
 
 def testbed_settings() -> dict[str, Any]:
-    """The CPU testbed's values (``configs/preset/cpu.yaml``) the registered environment starts from."""
-    from omegaconf import OmegaConf
-
-    from configs import CONFIG_DIR
-
-    preset = OmegaConf.load(Path(CONFIG_DIR) / "preset" / "cpu.yaml")
-    data = preset.data
-    return {"mask_ratio": preset.mask_ratio, "num_frames": data.num_frames, "lr": preset.train.lr,
-            "synthetic_clips": data.synthetic_clips, "synthetic_background": data.synthetic_background,
-            "synthetic_objects": data.synthetic_objects, "synthetic_contrast": data.synthetic_contrast,
-            "norm_target": preset.model.norm_target}
+    """The registered environment's settings and their testbed values: ``mask_ratio``, ``lr`` (the
+    preset's ``train.lr``) and every key of the preset's ``model`` and ``data`` sections."""
+    config = testbed_config()
+    return {name: OmegaConf.select(config, key) for name, key in _setting_keys().items()}
 
 
-def make_mae_vector_env(num_envs: int = 8, *, model: str = "micro", mode: str = "train", seed: int = 0,
-                        device: str = "cpu", render_mode: str | None = None, **settings: Any):
-    """An :class:`envs.MAEVectorEnv` of ``num_envs`` clips on the built-in data.
-
-    ``settings`` replace the CPU testbed's values (:func:`testbed_settings`: a micro VideoMAE on
-    32 x 32 clips of 16 frames with [0, 1] pixel targets, mask ratio 0.9, AdamW at lr 1e-3, smooth
-    backgrounds and solid objects brighter than them): ``mask_ratio``, ``num_frames``, ``lr``,
-    ``synthetic_clips``, ``synthetic_background``, ``synthetic_objects``, ``synthetic_contrast``
-    (as ``data.synthetic_*``), ``norm_target``. ``model="tiny"`` is the 64 px model. ``seed``
-    seeds the MAE's initial weights and the clip stream.
-    """
-    from data import build_dataset
-    from envs.clip_source import ClipSource
-    from envs.mae_env import MAEVectorEnv
-    from envs.mae_optimizer import MAEOptimizer
-    from mae.registry import create_model_from_config
-
-    values = testbed_settings()
-    unknown = sorted(set(settings) - set(values))
+def _build(num_envs: int, *, model: str | None, mode: str, reward: str, autoreset_mode: AutoresetMode | str,
+           checkpoint: str | Path | None, seed: int, device: str, render_mode: str | None,
+           settings: dict[str, Any]) -> MAEVectorEnv:
+    keys = _setting_keys()
+    unknown = sorted(set(settings) - set(keys))
     if unknown:
-        raise TypeError(f"unknown setting(s) {unknown}; allowed: {sorted(values)}")
-    values.update(settings)
-    torch.manual_seed(seed)
-    mae = create_model_from_config({"name": model, "norm_target": values["norm_target"]},
-                                   num_frames=values["num_frames"]).to(device)
-    dataset = build_dataset("synthetic", num_frames=values["num_frames"], sampling_rate=1, input_size=mae.img_size,
-                            patch_size=mae.patch_size, tubelet_size=mae.tubelet_size, seed=seed,
-                            **{key: values[key] for key in values if key.startswith("synthetic_")})
-    clips = ClipSource(dataset, num_envs, seed=seed, device=device)
-    optimizer = MAEOptimizer(torch.optim.AdamW(mae.parameters(), lr=values["lr"])) if mode == "train" else None
-    return MAEVectorEnv(mae, clips, mask_ratio=values["mask_ratio"], optimizer=optimizer, mode=mode,
-                        render_mode=render_mode)
+        raise TypeError(f"unknown setting(s) {unknown}; allowed: {sorted(keys)}")
+    config = testbed_config()
+    for name, value in settings.items():
+        OmegaConf.update(config, keys[name], value)
+    data = OmegaConf.to_container(config.data, resolve=True)
+    dataset_name, num_frames, num_workers = data.pop("name"), data.pop("num_frames"), data.pop("num_workers", 0)
+    mae = _build_mae({**OmegaConf.to_container(config.model, resolve=True), **({"name": model} if model else {})},
+                     num_frames=num_frames, seed=seed, checkpoint=checkpoint).to(device)
+    # every other data key goes to the dataset, which refuses one it does not know
+    dataset = build_dataset(dataset_name, num_frames=num_frames, sampling_rate=data.pop("sampling_rate", 1),
+                            input_size=mae.img_size, patch_size=mae.patch_size, tubelet_size=mae.tubelet_size,
+                            seed=seed, **data)
+    clips = ClipSource(dataset, num_envs, seed=seed, num_workers=num_workers, device=device)
+    optimizer = MAEOptimizer(torch.optim.AdamW(mae.parameters(), lr=config.train.lr)) if mode == "train" else None
+    return MAEVectorEnv(mae, clips, mask_ratio=config.mask_ratio, optimizer=optimizer, mode=mode,
+                        render_mode=render_mode, reward=reward, autoreset_mode=autoreset_mode)
+
+
+def _build_mae(model_config: dict[str, Any], *, num_frames: int, seed: int,
+               checkpoint: str | Path | None) -> PretrainVideoMAE:
+    """The MAE, its initial weights drawn from ``seed`` without touching the caller's global generator
+    (CleanRL's order, seed then make the env then build the agent, keeps the agent's weights the
+    caller's), then replaced by ``checkpoint``'s when one is given."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mae = create_model_from_config(model_config, num_frames=num_frames)
+    return mae if checkpoint is None else load_mae_weights(mae, checkpoint)
+
+
+def make_mae_vector_env(num_envs: int = 8, *, model: str | None = None, mode: str = "train",
+                        reward: str = "negative_loss", autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+                        checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                        render_mode: str | None = None, **settings: Any) -> MAEVectorEnv:
+    """An :class:`envs.MAEVectorEnv` of ``num_envs`` clips on the built-in data (Gymnasium's
+    ``vector_entry_point`` of :data:`ENV_ID`).
+
+    :param model: the VideoMAE size; None = the preset's (``micro``, 32 px); ``tiny`` is 64 px.
+    :param mode: ``"train"`` (each step is one AdamW step of the MAE at the constant ``lr``) or ``"frozen"``.
+    :param reward: ``"negative_loss"`` (-L_R, higher is better: what a stock RL algorithm needs) or
+        ``"loss"`` (+L_R, the paper's, what the project's agents read).
+    :param autoreset_mode: ``SAME_STEP``, ``DISABLED`` or ``NEXT_STEP`` (see :mod:`envs.mae_env`).
+    :param checkpoint: MAE weights to load (strictly): a ``train_joint.py`` checkpoint (its MAE) or an
+        official VideoMAE file; ``model``, ``num_frames`` and ``norm_target`` must be the ones it was
+        trained with.
+    :param seed: the MAE's initial weights (without a checkpoint) and the clip stream; the global
+        torch generator is left as it was.
+    :param settings: replace the CPU testbed's values (:func:`testbed_settings`): ``mask_ratio``,
+        ``lr``, ``norm_target`` and the preset's data keys (``num_frames``, ``synthetic_clips``,
+        ``synthetic_background``, ``synthetic_objects``, ``synthetic_contrast``, ``synthetic_fresh``,
+        ``num_workers``).
+    """
+    return _build(num_envs, model=model, mode=mode, reward=reward, autoreset_mode=autoreset_mode,
+                  checkpoint=checkpoint, seed=seed, device=device, render_mode=render_mode, settings=settings)
+
+
+def make_mae_env(*, model: str | None = None, mode: str = "train", reward: str = "negative_loss",
+                 checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                 render_mode: str | None = None, **settings: Any) -> MAEEnv:
+    """One clip per episode (:class:`envs.MAEEnv`, Gymnasium's ``entry_point`` of :data:`ENV_ID`): the
+    keywords of :func:`make_mae_vector_env`. Under ``gymnasium.make_vec(..., vectorization_mode="sync")``
+    each sub-environment has its own MAE; reset it with a seed (sub-environment i gets seed + i) so
+    that their clip streams differ."""
+    return MAEEnv(_build(1, model=model, mode=mode, reward=reward, autoreset_mode=AutoresetMode.DISABLED,
+                         checkpoint=checkpoint, seed=seed, device=device, render_mode=render_mode,
+                         settings=settings))
 
 
 def register() -> None:
     """Register :data:`ENV_ID` with Gymnasium (once; importing :mod:`envs` does it)."""
     if ENV_ID not in gymnasium.registry:
-        gymnasium.register(ENV_ID, vector_entry_point="envs.registration:make_mae_vector_env")
+        gymnasium.register(ENV_ID, entry_point="envs.registration:make_mae_env",
+                           vector_entry_point="envs.registration:make_mae_vector_env")

@@ -91,6 +91,11 @@ class TensorBox(spaces.Box):
             x = x.detach().cpu().numpy()
         return super().contains(x)
 
+    def __eq__(self, other: Any) -> bool:
+        """Equal to a TensorBox of the same shape on the same device only: a numpy ``Box`` holds other
+        elements (Gymnasium's wrappers reuse an observation buffer where the spaces compare equal)."""
+        return isinstance(other, TensorBox) and self.device == other.device and super().__eq__(other)
+
     def __repr__(self) -> str:
         return f"TensorBox({self.shape}, float32, device={self.device})"
 

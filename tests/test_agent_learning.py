@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
 from tianshou.data import Batch, Collector, VectorReplayBuffer
 
 from agents.registry import build_agent
@@ -39,8 +40,10 @@ pytestmark = pytest.mark.slow
 N, K, NUM_INFORMATIVE, RANK, CONTENT, NOISE = 16, 4, 8, 4, 8, 0.05
 
 
-class ToyTokenEnv:
-    """The toy as a batched environment with :class:`envs.MAEVectorEnv`'s interface."""
+class ToyTokenEnv(VectorEnv):
+    """The toy as a batched environment with :class:`envs.MAEVectorEnv`'s interface (same-step autoreset)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, *, clips: int = 32, group_size: int = 1, seed: int = 0, noise_var: float = 1.0) -> None:
         structure = torch.Generator().manual_seed(1234)  # the same toy for every test
@@ -59,6 +62,7 @@ class ToyTokenEnv:
         self.single_action_space = spaces.MultiDiscrete([N] * K)
         self.rng = torch.Generator().manual_seed(seed)
         self.groups_emitted, self.content, self.observation = 0, None, None
+        self.batches_loaded = 0
 
     @property
     def has_batch(self) -> bool:
@@ -70,6 +74,7 @@ class ToyTokenEnv:
         self.content = (self.loadings @ latent + own).repeat_interleave(self.group_size, 0)  # (B, N, C)
         self.group = np.repeat(self.groups_emitted + np.arange(self.clips), self.group_size)
         self.groups_emitted += self.clips
+        self.batches_loaded += 1
         position = torch.eye(N).expand(self.num_envs, N, N)
         self.observation = torch.cat([self.content, position], -1)
 
@@ -101,8 +106,9 @@ class ToyTokenEnv:
         visible = torch.zeros(self.num_envs, N, dtype=torch.bool).scatter_(1, index, True)
         error = self.token_error(visible)
         reward = (error.sum(1) / (N - K)).numpy().astype(np.float32)
-        info = self._info(error, visible)
+        finished = self._info(error, visible)
         self._next_clips()
+        info = {**self.reset_info(), "final_info": finished}
         return self.observation, reward, np.ones(self.num_envs, bool), np.zeros(self.num_envs, bool), info
 
     def close(self) -> None:
@@ -158,7 +164,7 @@ def rollout(act_fn, batches: int = 10, seed: int = 99) -> dict[str, torch.Tensor
         act = act_fn(env.observation)
         _, reward, *_, info = env.step(act)
         rewards.append(torch.as_tensor(reward))
-        visibles.append(info["visible"])
+        visibles.append(info["final_info"]["visible"])
     reward, visible = torch.cat(rewards), torch.cat(visibles)
     return {"loss": reward.mean(), "noise_share": visible[:, ~env.informative].float().sum(1).mean() / K,
             "reward": reward, "visible": visible, "informative": env.informative}

@@ -39,8 +39,12 @@ def test_spaces_contain_what_reset_and_step_return():
     assert env.observation_space.contains(obs2)
     assert rew.shape == (4,) and rew.dtype == np.float32
     assert term.all() and not trunc.any()
-    assert info["token_error"].shape == (4, 8) and info["visible"].sum(1).tolist() == [2] * 4
-    assert set(info) == set(env.reset_info())
+    finished = info["final_info"]  # Gymnasium's same-step convention: the ended episodes' info
+    assert finished["token_error"].shape == (4, 8) and finished["visible"].sum(1).tolist() == [2] * 4
+    assert set(finished) == set(env.reset_info()) == set(info) - {"final_info", "_final_info", "final_obs", "_final_obs"}
+    assert info["final_obs"].dtype == object and all(torch.equal(a, b) for a, b in zip(info["final_obs"], obs))
+    assert info["_final_obs"].all() and info["_final_info"].all()
+    assert not info["visible"].any() and info["clip_index"].tolist() == env.reset_info()["clip_index"].tolist()
 
 
 def test_seeding_reproduces_observations_and_rewards():
@@ -66,6 +70,7 @@ def test_reward_equals_direct_mae_loss():
     video = env._batch["video"].clone()
     act = random_actions(env)
     _, rew, _, _, info = env.step(act)
+    info = info["final_info"]
     visible = mae.indices_to_mask(act, env.num_tokens)
     model.eval()
     with torch.no_grad():
@@ -134,7 +139,8 @@ def test_group_mode_repeats_clips_and_updates_first_copies():
     env.optimizer.backward_and_step = lambda loss, params: seen.setdefault("loss", loss.item()) and original(loss, params)
     _, rew, _, _, info = env.step(random_actions(env))
     assert seen["loss"] == pytest.approx(float(rew[::3].mean()), rel=1e-5)
-    assert env.reset_info()["group"].tolist() == [2, 2, 2, 3, 3, 3]
+    assert info["final_info"]["group"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert info["group"].tolist() == env.reset_info()["group"].tolist() == [2, 2, 2, 3, 3, 3]
 
 
 def test_nonfinite_loss_skips_the_step():
