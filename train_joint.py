@@ -165,14 +165,15 @@ def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *
     group_size = int(cfg.agent.get("group_size", 1))
     if cfg.train.mae == "frozen":  # no optimiser, schedule or DDP wrapper: nothing of the MAE changes
         return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, mode="frozen", group_size=group_size,
-                            amp=cfg.train.amp)
+                            amp=cfg.train.amp, reward=cfg.train.reward)
     forward_module = model
     if world_size > 1:
         forward_module = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, forward_module=forward_module,
                         optimizer=build_mae_optimizer(cfg, model, clips, world_size=world_size, is_main=is_main),
-                        group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp)
+                        group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp,
+                        reward=cfg.train.reward)
 
 
 def build_sampler(cfg: DictConfig, env: MAEVectorEnv, *, world_size: int, device: torch.device,

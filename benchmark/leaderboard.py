@@ -33,7 +33,7 @@ ARMS: dict[str, list[str]] = {
     "grpo": ["agent=grpo"],
     "reinforce-clip": ["agent=reinforce", "agent.recipe=separate", "agent.estimator=clip",
                        "agent.objective=cooperative"],
-    "stock-ppo": ["agent=custom", "agent._target_=benchmark.stock.build_ppo"],
+    "stock-ppo": ["agent=custom", "agent._target_=benchmark.stock.build_ppo", "train.reward=negative_loss"],
 }
 """Arm name -> train_joint.py overrides (on top of the CPU preset and the frozen MAE)."""
 LABELS = {"tats-ppo": "TATS PPO, trajectory attention", "ppo-mha": "TATS PPO, MHA actor",

@@ -19,6 +19,7 @@ from omegaconf import MISSING
 from data.build import DATASET_NAMES
 from data.synthetic import BACKGROUNDS, CONTRASTS, OBJECTS
 from data.video_io import resolve_reader
+from envs.mae_env import REWARDS
 from mae.registry import SIZES
 from mae.target import LOSSES
 from runtime.errors import ConfigError
@@ -134,6 +135,10 @@ class TrainConfig:
     """joint (the MAE trains with the sampler: Algorithm 1) | frozen (the MAE of model.init_checkpoint is
     fixed, in eval mode, with no optimiser: every step a rollout, the sampler's cycles as in Algorithm 1;
     the benchmark's setting, docs/benchmark.md)."""
+    reward: str = "loss"
+    """The environment's reward: loss (+L_R, the paper's: the built-in agents' objectives set the sign they
+    maximise, and they need it) | negative_loss (-L_R, higher is better: what a stock algorithm through
+    agent=custom maximises to lower the loss). docs/agents-and-environment.md, "The reward's sign"."""
     eval_every: int = 100
     """Score on fixed held-out clips every this many steps; 0 = never. Joint training (data=synthetic): the
     MAE under fixed random masks next to the trivial predictors (mae/heldout_*). Frozen MAE (any data): the
@@ -222,6 +227,10 @@ def validate(cfg: Any) -> None:
     if cfg.model.init_checkpoint is not None:
         require(Path(cfg.model.init_checkpoint).is_file(),
                 f"model.init_checkpoint: no such file: {cfg.model.init_checkpoint}")
+    require(cfg.train.reward in REWARDS, f"train.reward must be one of {REWARDS}, got {cfg.train.reward!r}")
+    require(cfg.train.reward == "loss" or cfg.agent.name in ("custom", "random", "tube"),
+            f"train.reward={cfg.train.reward} is for stock algorithms through agent=custom; agent={cfg.agent.name} "
+            "reads the paper's +L_R (its objective sets the sign it maximises): use train.reward=loss")
     require(cfg.train.group_update in ("all", "first"),
             f"train.group_update must be all or first, got {cfg.train.group_update!r}")
     require(len(cfg.train.opt_betas) == 2, f"train.opt_betas needs two values, got {list(cfg.train.opt_betas)}")
