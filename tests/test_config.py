@@ -49,7 +49,7 @@ def test_unknown_key_is_an_error():
     (["data=folder", "data.root=/no/such/dir"], "no such folder"),
     (["train.batch_size=0"], "train.batch_size"),
     (["train.reward=up"], "train.reward must be one of"),
-    (["agent=ppo", "train.reward=negative_loss"], "agent=ppo reads the paper's +L_R"),
+    (["agent=ppo", "train.reward=negative_loss"], "agent=ppo reads the paper's"),
     (["data.reader=opencv"], "data.reader must be one of"),
 ])
 def test_bad_values_name_the_key(overrides, message):
