@@ -58,7 +58,7 @@ from mae.registry import create_model_from_config
 from runtime import checkpoint, rng
 from runtime.control import RunControl, exit_status_after_stop
 from runtime.distributed import close_processes, init_processes
-from runtime.errors import run_main
+from runtime.errors import DiskFullError, run_main
 from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
 from runtime.setup import RunDir, log_scalars, open_run_dir, run_cli, seed_everything
 
@@ -351,8 +351,11 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
                 last.update(agent.update(buffer))
                 run.updates += 1
                 if run.is_main and cfg.train.dump_buffer_every > 0 and run.updates % cfg.train.dump_buffer_every == 0:
-                    dump_hdf5(buffer, run.output_dir / "buffers" / f"buffer-{run.updates:06d}.h5",
-                              metadata=agent.metadata())
+                    try:
+                        dump_hdf5(buffer, run.output_dir / "buffers" / f"buffer-{run.updates:06d}.h5",
+                                  metadata=agent.metadata())
+                    except DiskFullError as error:
+                        raise DiskFullError(f"{error}; {control.last_good()}") from error
                 buffer.reset()
             run.step += n_steps
             last.update(step_scalars(run, rewards, n_steps, time.perf_counter() - tic))

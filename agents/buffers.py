@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
+from runtime.checkpoint import write_atomic
+
 METADATA_GROUP = "metadata"
 EPISODE_KEYS = ("obs", "act", "rew", "terminated", "truncated", "done", "info", "policy")
 
@@ -71,19 +73,19 @@ def dump_hdf5(buffer: ReplayBuffer, path: str | Path, *, metadata: dict[str, Any
     :param compression: h5py compression of the datasets, e.g. ``"gzip"``.
     :return: the path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flatten_buffer(buffer, include_obs=include_obs).save_hdf5(str(path), compression=compression)
-    with h5py.File(path, "a") as f:
-        group = f.create_group(METADATA_GROUP)
-        group.attrs["include_obs"] = include_obs
-        for key, value in (metadata or {}).items():
-            if value is None:
-                continue
-            if isinstance(value, torch.Tensor):
-                value = value.cpu().numpy()
-            group.attrs[key] = np.asarray(value) if isinstance(value, list | tuple) else value
-    return path
+    def write(tmp: Path) -> None:
+        flatten_buffer(buffer, include_obs=include_obs).save_hdf5(str(tmp), compression=compression)
+        with h5py.File(tmp, "a") as f:
+            group = f.create_group(METADATA_GROUP)
+            group.attrs["include_obs"] = include_obs
+            for key, value in (metadata or {}).items():
+                if value is None:
+                    continue
+                if isinstance(value, torch.Tensor):
+                    value = value.cpu().numpy()
+                group.attrs[key] = np.asarray(value) if isinstance(value, list | tuple) else value
+
+    return write_atomic(path, write, what="a rollout dump")  # a full disk: one error, no truncated file
 
 
 def read_rollouts(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

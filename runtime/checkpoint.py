@@ -15,52 +15,80 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from runtime.errors import CheckpointError
+from runtime.errors import CheckpointError, DiskFullError
 
 LATEST = "checkpoint-latest.pt"
 PREVIOUS = "checkpoint-previous.pt"
-_TMP_PATTERN = re.compile(r"^\.checkpoint-.*\.tmp-(\d+)$")
+_TMP_PATTERN = re.compile(r"^\..*\.tmp-(\d+)$")  # write_atomic's, in the run folder or buffers/
 
 
 def save_atomic(state: dict[str, Any], path: str | Path, *, keep_previous: bool = True) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+    """``torch.save`` through :func:`write_atomic`.
 
     With ``keep_previous`` the file being replaced becomes ``checkpoint-previous.pt`` (for
     ``checkpoint-latest.pt``; ``<name>.previous`` otherwise).
 
     Raises:
-        CheckpointError: the disk is full (naming the folder, the space needed and free);
-            the temporary file is removed and the existing checkpoints are left as they were.
+        DiskFullError: the disk is full (naming the folder, the space needed and free); the
+            temporary file is removed and the existing checkpoints are left as they were.
+    """
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return write_atomic(path, write, what="a checkpoint", keep_previous=keep_previous)
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None], *, what: str, keep_previous: bool = False) -> Path:
+    """``write(tmp)`` into a temporary file in the same folder, then rename it over ``path``: readers
+    see the old file or the new one, never half of one, and a failed write leaves nothing behind.
+
+    Raises:
+        DiskFullError: the disk filled up, however the writer reported it (``torch.save`` raises a
+            RuntimeError with the ENOSPC only in its context; h5py an OSError without an errno).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as error:
+        write(tmp)
+    except BaseException as error:
         written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            needed = max(written, path.stat().st_size if path.exists() else 0)
-            free = shutil.disk_usage(path.parent).free
-            kept = f"; the last good checkpoint {path} is intact" if path.exists() else ""
-            raise CheckpointError(
-                f"no space left on the device of {path.parent} to write a checkpoint: it needs about "
-                f"{_size(needed)} (more than {_size(written)} written before the disk filled), {_size(free)} "
-                f"free{kept}; free some space and resume with resume=true") from error
-        raise
+        if not _disk_full(error):
+            raise
+        needed = max(written, path.stat().st_size if path.exists() else 0)
+        free = shutil.disk_usage(path.parent).free
+        kept = f"; the last good file {path} is intact" if path.exists() else ""
+        raise DiskFullError(
+            f"no space left on the device of {path.parent} to write {what}: it needs about {_size(needed)} "
+            f"(more than {_size(written)} written before the disk filled), {_size(free)} free{kept}; free some "
+            "space and resume with resume=true") from error
     if keep_previous and path.exists():
         os.replace(path, previous_path(path))
     os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
     _fsync_dir(path.parent)
     return path
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """ENOSPC or EDQUOT anywhere in the exception's chain (its cause and context)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(error) or "errno = 28" in str(error):  # h5py: errno only in the text
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def previous_path(path: str | Path) -> Path:
@@ -157,15 +185,16 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def stale_temp_files(output_dir: str | Path) -> list[Path]:
-    """Temporary files of saves whose process is gone (``.checkpoint-*.tmp-PID``)."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return []
+    """Temporary files of writes whose process is gone (``.<name>.tmp-PID``, in the run folder and
+    its ``buffers/``)."""
     stale = []
-    for entry in folder.iterdir():
-        match = _TMP_PATTERN.match(entry.name)
-        if match and entry.is_file() and not _process_alive(int(match.group(1))):
-            stale.append(entry)
+    for folder in (Path(output_dir), Path(output_dir) / "buffers"):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            match = _TMP_PATTERN.match(entry.name)
+            if match and entry.is_file() and not _process_alive(int(match.group(1))):
+                stale.append(entry)
     return sorted(stale)
 
 

@@ -30,6 +30,10 @@ class RunStopped(UserError):
     """The run stopped itself (e.g. it diverged); the message says why and what was kept."""
 
 
+class DiskFullError(CheckpointError):
+    """A file could not be written because the disk is full; nothing partial was left."""
+
+
 class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the key and what is allowed."""
 

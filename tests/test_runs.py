@@ -68,7 +68,19 @@ def test_a_bad_checkpoint_is_named_as_such(tmp_path, kind):
     assert str(path) in str(caught.value)
 
 
-def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+def _enospc_directly():
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _enospc_as_context_chained():
+    try:
+        _enospc_directly()
+    except OSError:
+        raise RuntimeError("unexpected pos")  # noqa: B904 - the context is the point
+
+
+@pytest.mark.parametrize("failure", [_enospc_directly, _enospc_as_context_chained])
+def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, failure):
     path = tmp_path / checkpoint.LATEST
     checkpoint.save_atomic({"step": 1}, path)
     before = path.read_bytes()
@@ -76,7 +88,7 @@ def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(tmp_path, monkey
     def full_disk(state, handle):
         handle.write(b"x" * 1000)
         handle.flush()
-        raise OSError(errno.ENOSPC, "No space left on device")
+        failure()
 
     monkeypatch.setattr(checkpoint.torch, "save", full_disk)
     with pytest.raises(CheckpointError, match="no space left") as caught:
@@ -85,6 +97,25 @@ def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(tmp_path, monkey
     assert str(tmp_path) in message and "intact" in message and "free" in message
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.LATEST]  # no temporary file left
+
+
+def test_a_full_disk_while_dumping_a_buffer_is_one_error_naming_the_last_checkpoint(tmp_path, monkeypatch):
+    import train_joint
+    from tianshou.data import ReplayBuffer
+
+    def full_disk(self, path, compression=None):  # h5py's way: an OSError with the errno only in its text
+        with open(path, "wb") as handle:
+            handle.write(b"\x89HDF half a file")
+        raise OSError("Unable to synchronously create file (file write failed: errno = 28, error message = "
+                      "'No space left on device')")
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(ReplayBuffer, "save_hdf5", full_disk)
+    with pytest.raises(UserError, match="no space left .* rollout dump.*last good checkpoint") as caught:
+        train_joint.train(compose_cfg(*SMALL, "train.mae_only_epochs=0", "train.save_every_steps=1",
+                                      "train.dump_buffer_every=2", f"output_dir={out}"))
+    assert str(out / "buffers") in str(caught.value)
+    assert list((out / "buffers").iterdir()) == []  # no truncated dump, no temporary file
 
 
 def test_stale_temporary_files_are_removed_live_ones_kept(tmp_path):
