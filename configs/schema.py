@@ -263,6 +263,9 @@ def _validate_run_keys(cfg: Any, require: Any) -> None:
         where = f"{section}." if section else ""
         require(not unknown, f"unknown key(s) {', '.join(where + key for key in unknown)}: not a setting of this "
                 "program (see docs/configuration.md)")
+    require(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**63 - 2**16,
+            f"seed must be an integer in [0, 2**63 - 2**16), got {cfg.seed} (each rank seeds with seed + rank)")
+    require(str(cfg.output_dir).strip() != "", "output_dir is empty: name the run's folder (output_dir=runs/NAME)")
     train = cfg.train
     for key in ("save_ckpt_freq", "log_every", "eval_clips"):
         require(train[key] >= 1, f"train.{key} must be >= 1, got {train[key]}")

@@ -108,7 +108,7 @@ def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = No
         raise FileNotFoundError(f"video list file not found: {path}")
     videos = []
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not a path
     except UnicodeDecodeError as error:
         line = Path(path).read_bytes()[: error.start].count(b"\n") + 1
         raise VideoDataError(f"video list file {path} is not UTF-8 text (line {line}: {error.reason}); "
@@ -134,15 +134,24 @@ def parse_list_file(path: str | os.PathLike, root: str | os.PathLike | None = No
 
 
 def find_videos(root: str | os.PathLike) -> list[str]:
-    """All video files under ``root`` (recursive, by extension, hidden entries skipped), sorted."""
+    """All video files under ``root`` (recursive, by extension, hidden entries skipped), sorted.
+
+    Symlinked subfolders are followed, each real folder once (a link loop ends there)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"video folder not found: {root}")
-    found = sorted(
-        str(path) for path in root.rglob("*")
-        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [os.path.join(folder, name) for name in files
+                  if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS
+                  and os.path.isfile(os.path.join(folder, name))]
+    found.sort()
     if not found:
         raise VideoDataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under {root}")
     return found

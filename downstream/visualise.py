@@ -56,6 +56,7 @@ from envs.spaces import token_spaces  # noqa: E402
 from mae.classifier import CheckpointMismatchError  # noqa: E402
 from mae.registry import create_model_from_config  # noqa: E402
 from runtime import checkpoint  # noqa: E402
+from runtime.errors import one_line, user_error_types  # noqa: E402
 
 PANEL_INCHES, LABEL_INCHES, TITLE_INCHES, DPI = 1.5, 1.3, 0.35, 100
 
@@ -340,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                                   deterministic=args.deterministic, seed=args.seed,
                                   title=f"{name} - {pretrained.config['agent']['name']}, "
                                         f"mask ratio {pretrained.config['mask_ratio']}")
-    except (FileNotFoundError, VideoReadError, CheckpointMismatchError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (*user_error_types(), VideoReadError, ValueError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from mae.classifier import check_keys
+from mae.classifier import check_keys, load_file
 from mae.model import PretrainVideoMAE
 
 
 def _read(path: Path) -> dict:
-    # Official files pickle the argparse Namespace of the run next to the weights.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    return load_file(path, weights_only=True, hint="expected an official VideoMAE pretraining file or a "
+                     "train_joint.py checkpoint")
 
 
 def load_videomae_checkpoint(model: PretrainVideoMAE, path: str | Path) -> PretrainVideoMAE:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from torch import nn
 
 from mae.model import PretrainVideoMAE, VideoMAEEncoder
 from mae.registry import SIZES
-from runtime.errors import CheckpointMismatchError
+from runtime.errors import CheckpointError, CheckpointMismatchError
 
 
 # The pretraining encoder's final norm: replaced by fc_norm after pooling (VideoMAE does the same).
@@ -195,14 +196,27 @@ def _init_weights(module: nn.Module) -> None:
 
 # ---- checkpoint reading (shared with the linear probe and the visualisation)
 
+def load_file(path: Path, *, weights_only: bool, hint: str) -> Any:
+    """``torch.load`` on CPU; a file that is not a torch checkpoint (an HDF5 dump, a truncated or foreign
+    file) is one :class:`runtime.errors.CheckpointError` naming it and ``hint``, not an unpickling traceback."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):  # official files pickle their args
+            return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # noqa: BLE001 - any failure to unpickle: not a checkpoint we can read
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # torch's message has terminal colours
+        first = text.splitlines()[0] if text else type(error).__name__
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(error).__name__}: {first[:160]}); "
+                              f"{hint}") from error
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """An official VideoMAE file: ``{"model": sd}``, ``{"module": sd}``, ``{"state_dict": sd}`` or a bare
     state dict; a DistributedDataParallel ``module.`` prefix is stripped."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    with torch.serialization.safe_globals([argparse.Namespace]):  # official files pickle their args
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_file(path, weights_only=True, hint="checkpoint_format=videomae expects an official VideoMAE "
+                           "file; for a train_joint.py checkpoint use checkpoint_format=tats")
     state = checkpoint
     for key in ("model", "module", "state_dict"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
@@ -223,7 +237,8 @@ def read_tats_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dic
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_file(path, weights_only=False, hint="expected a train_joint.py checkpoint "
+                           "(checkpoint-latest.pt of a run), or an official VideoMAE file with checkpoint_format=videomae")
     if not isinstance(checkpoint, dict) or "mae" not in checkpoint or "config" not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointMismatchError(f"{path} is not a train_joint.py checkpoint (needs keys 'mae' and 'config', found "

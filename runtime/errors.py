@@ -72,7 +72,13 @@ def one_line(message: object) -> str:
 
 
 def report_error(message: object) -> None:
-    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+    """``error: <message>`` on stderr. Under torchrun, a mistake every rank makes alike (a config value,
+    the command line) is printed by rank 0 only; any other error names its rank."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank and isinstance(message, (ConfigError, *_hydra_error_types())):
+        return
+    prefix = f"rank {rank}: " if rank and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
+    print(f"error: {prefix}{one_line(message)}", file=sys.stderr, flush=True)
 
 
 def warn(message: object) -> None:
@@ -132,12 +138,17 @@ def run_main(hydra_main: Callable[[], Any]) -> Any:
     except _hydra_error_types() as error:
         if debug:
             raise
-        report_error(f"{_hydra_message(error)} (see docs/configuration.md for every key)")
+        if not int(os.environ.get("RANK", "0") or 0):  # every rank parsed the same command line
+            report_error(f"{_hydra_message(error)} (see docs/configuration.md for every key)")
         sys.exit(EXIT_USER_ERROR)
     except OSError as error:  # raised by hydra before the task runs: creating its run folder (output_dir)
-        if debug or not (not_writable(error) or isinstance(error, user_error_types())):
+        folder_is_a_file = isinstance(error, (FileExistsError, NotADirectoryError)) and error.filename
+        if debug or not (not_writable(error) or folder_is_a_file or isinstance(error, user_error_types())):
             raise
-        if not_writable(error) and error.filename:
+        if folder_is_a_file:
+            report_error(f"output_dir={error.filename} is a file, not a folder (or a file stands where one of its "
+                         "parent folders would be); choose another output_dir")
+        elif not_writable(error) and error.filename:
             report_error(f"cannot create the run folder {error.filename} (output_dir): {error.strerror}; "
                          "choose another output_dir")
         else:

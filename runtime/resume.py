@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import checkpoint
-from runtime.errors import CheckpointError, UserError, warn
+from runtime.errors import CheckpointError, ConfigError, UserError, warn
 
 RESUMABLE_KEYS: tuple[str, ...] = (
     "resume", "output_dir", "device", "data.num_workers",
@@ -37,7 +37,7 @@ checkpoint of ``agent=reinforce`` written before ``agent.recipe`` existed traine
 with its own optimiser: ``separate``). A resume compares the new value against this one."""
 
 
-class ResumeConfigError(UserError):
+class ResumeConfigError(ConfigError):
     """``resume=true`` with a config that changes keys a resume cannot change."""
 
 

@@ -18,6 +18,10 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name} asked for CUDA but none is available (use device=cpu or auto)")
+    backends = (getattr(torch.backends, device.type, None), getattr(torch, device.type, None))  # mps; xpu, ...
+    available = any(callable(getattr(b, "is_available", None)) and b.is_available() for b in backends)
+    if device.type not in ("cpu", "cuda") and not available:
+        raise ValueError(f"device={name}: this machine has no {device.type} device (use device=cpu or auto)")
     return device
 
 

@@ -84,6 +84,11 @@ def _cases(tmp_path, existing):
         ([*data_list("unreadable.txt"), *new("unreadable")], "unreadable"),
         (["data=folder", f"data.root={tmp_path / 'no-videos'}", *new("folder")], "no videos"),
         ([f"model.init_checkpoint={tmp_path / 'garbage.pt'}", *new("init")], "garbage.pt"),
+        (["seed=-1", *new("seed-negative")], "seed must be an integer"),
+        (["seed=18446744073709551617", *new("seed-huge")], "seed must be an integer"),
+        ([f"output_dir={tmp_path / 'garbage.pt'}"], "is a file, not a folder"),
+        (["output_dir="], "output_dir is empty"),
+        (["device=mps", *new("mps")], "device=mps"),
     ]
     if not torch.cuda.is_available():
         cases.append((["device=cuda", *resume], "device=cuda"))
@@ -224,3 +229,16 @@ def test_a_read_only_file_system_is_a_user_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="is not writable") as caught:
         save_resolved_config(compose_cfg(*RANDOM), tmp_path / "run")
     assert str(tmp_path / "run") in str(caught.value) and "Read-only" in str(caught.value)
+
+
+def test_under_torchrun_a_config_mistake_is_printed_by_rank_0_only(monkeypatch, capsys):
+    from runtime.errors import ConfigError, UserError, report_error
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        report_error(ConfigError("mask_ratio must be in (0, 1)"))
+        report_error(UserError("this rank's video list is empty"))
+    assert capsys.readouterr().err.splitlines() == [
+        "error: mask_ratio must be in (0, 1)", "error: this rank's video list is empty",
+        "error: rank 1: this rank's video list is empty"]

@@ -220,3 +220,25 @@ def test_clip_source_warns_once_per_unreadable_file_across_workers_and_epochs(tm
     assert len(messages) == 2 and all(any(path in m for m in messages) for path in bad), messages
     assert skipped == 6  # counted every time they are passed over
     assert "skipping unreadable" not in capfd.readouterr().err  # the workers stayed silent
+
+
+def test_a_list_file_with_a_byte_order_mark_keeps_its_first_video(tmp_path):
+    from data.video_dataset import parse_list_file
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("first.mp4 3\r\nsecond.mp4 4\n", encoding="utf-8-sig")
+    assert parse_list_file(listing, root=tmp_path) == [(str(tmp_path / "first.mp4"), 3),
+                                                       (str(tmp_path / "second.mp4"), 4)]
+
+
+def test_a_folder_follows_symlinked_subfolders_once(tmp_path):
+    from data.video_dataset import find_videos
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "a").mkdir(parents=True)
+    elsewhere.mkdir()
+    for path in (root / "a" / "x.mp4", elsewhere / "y.mp4", root / "a" / "notes.txt"):
+        path.write_bytes(b"")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "a" / "loop").symlink_to(root, target_is_directory=True)  # a loop back to the top
+    assert find_videos(root) == [str(root / "a" / "x.mp4"), str(root / "linked" / "y.mp4")]

@@ -213,6 +213,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true",
                         help="run nothing: the table, figure and JSON of the results already under --out")
     args = parser.parse_args(argv)
+    for name in ("jobs", "steps", "probe_clips", "test_clips"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not all(0 < ratio < 1 for ratio in args.mask_ratios):
+        parser.error(f"--mask-ratios must be in (0, 1), got {args.mask_ratios}")
     arms = [(BASELINE, None)] + ARMS
     if args.arms:
         unknown = set(args.arms) - {name for name, _ in arms}
