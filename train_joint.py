@@ -274,6 +274,8 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
         run.resumed_at = run.step
         rng.restore(state["rng"], rank, run.generators)  # this rank's own states (runtime/rng.py)
     if is_main:
+        for note in start_notes(run):
+            print(f"note: {note}")
         run.evaluate = build_evaluator(cfg, model, agent, device)
         if run.frozen and cfg.train.mae_only_epochs > 0:
             print(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
@@ -304,7 +306,7 @@ def step_scalars(run: Run, rewards: np.ndarray, n_steps: int, elapsed: float) ->
         scalars["mae/skipped_nonfinite"] = env.optimizer.guard.total
     scalars.update({
         "env/reward_mean": float(np.mean(rewards)), "env/reward_std": float(np.std(rewards)),
-        "env/skipped_videos": env.skipped_videos, "env/epoch": env.epoch,
+        "env/skipped_videos": run.clips.unreadable_count(), "env/epoch": env.epoch,
         "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * run.world_size / elapsed,
     })
     if "sampler_loss" in env.last_stats:  # AdaMAE's recipe: the weighted sampling loss in the MAE's loss
@@ -395,6 +397,26 @@ def end_line(last: dict[str, float]) -> str | None:
                 f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}, "
                 f"clip mean {last['mae/mean_visible_loss']:.4f}")
     return None
+
+
+def start_notes(run: Run) -> list[str]:
+    """What a user should know before the run starts: settings that do less than they seem to."""
+    cfg, env, notes = run.cfg, run.env, []
+    exact = env.num_tokens * (1 - cfg.mask_ratio)
+    if env.num_visible != round(exact):
+        notes.append(f"mask_ratio={cfg.mask_ratio} keeps K={env.num_visible} of N={env.num_tokens} tokens visible "
+                     f"(N x (1 - mask_ratio) = {exact:.2f}; K is at least 1 and at most N - 1)")
+    if run.device.type == "cpu" and cfg.model.name in ("small", "base", "large"):
+        notes.append(f"model={cfg.model.name} on a CPU takes seconds per step (base: about 9 s with batch 4 on "
+                     "2 cores); the CPU testbed's model is micro (preset=cpu)")
+    scheduler = env.optimizer.scheduler if env.optimizer is not None else None
+    warmup = getattr(scheduler, "warmup_steps", 0) * cfg.train.accum_steps
+    schedule = run.clips.steps_per_epoch * cfg.train.epochs  # train.max_steps stops a run, it does not shorten it
+    if warmup and warmup >= schedule:
+        notes.append(f"the learning-rate warm-up (train.warmup_epochs={cfg.train.warmup_epochs}) lasts the whole "
+                     f"schedule (train.epochs={cfg.train.epochs}, {schedule} steps): the MAE never trains at its "
+                     "peak lr")
+    return notes
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

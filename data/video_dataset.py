@@ -71,12 +71,21 @@ def restore_unreadable(memo: dict[str, str]) -> None:
     _UNREADABLE_VIDEOS.update(memo)
 
 
+WARN_FILES = 5
+"""Unreadable videos named one by one in this process; after them, one line says the rest are only counted."""
+_warned = 0
+
+
 def _remember_unreadable(error: VideoReadError, *, warn: bool = True) -> None:
+    global _warned
     if error.path not in _UNREADABLE_VIDEOS:
         _UNREADABLE_VIDEOS[error.path] = error.reason
-        if warn:
-            warnings.warn(f"skipping unreadable video {error.path}: {error.reason}", UnreadableVideoWarning,
-                          stacklevel=3)
+        if warn and _warned <= WARN_FILES:
+            _warned += 1
+            message = (f"skipping unreadable video {error.path}: {error.reason}" if _warned <= WARN_FILES else
+                       f"more unreadable videos (the latest {error.path}: {error.reason}); the others are not named "
+                       "one by one: env/skipped_videos counts them and the run summary gives the total")
+            warnings.warn(message, UnreadableVideoWarning, stacklevel=3)
 
 
 def report_unreadable(entries: list[str]) -> None:
@@ -182,6 +191,13 @@ class _VideoClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.videos)
+
+    def unreadable_count(self) -> int:
+        """How many of this dataset's videos are known to be unreadable (files, not passes over them)."""
+        if not _UNREADABLE_VIDEOS:
+            return 0
+        paths = {path for path, _ in self.videos}
+        return sum(path in paths for path in _UNREADABLE_VIDEOS)
 
     def set_epoch(self, epoch: int) -> None:
         """Seed train items from ``(seed, epoch, index)`` from now on (see the module docstring)."""

@@ -25,6 +25,10 @@ def encoder_architecture(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, tor
         return encoder_arguments(cfg.model.name, img_size=cfg.model.img_size, num_frames=cfg.data.num_frames), None
     if cfg.checkpoint_format == "tats":
         state, architecture = read_tats_checkpoint(cfg.checkpoint)
+        given = _model_overrides()
+        if given:
+            print(f"note: {' '.join(given)} ignored: the encoder is the one {cfg.checkpoint} was trained with "
+                  f"(checkpoint_format=tats reads its architecture from the checkpoint)", file=sys.stderr)
         if architecture["num_frames"] != cfg.data.num_frames:
             print(f"note: {cfg.checkpoint} was pretrained on {architecture['num_frames']}-frame clips; "
                   f"using data.num_frames={cfg.data.num_frames} (position table recomputed)", file=sys.stderr)
@@ -67,3 +71,13 @@ def build_frozen_encoder(cfg: DictConfig) -> VideoMAEEncoder:
         check_keys(encoder_state, encoder.state_dict(), source=str(cfg.checkpoint), target="VideoMAEEncoder")
         encoder.load_state_dict(encoder_state, strict=True)
     return encoder.requires_grad_(False).eval()
+
+
+def _model_overrides() -> list[str]:
+    """The ``model=...`` / ``model.*=...`` overrides of the command line (none outside a hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") in ("model",)
+            or o.lstrip("+~").startswith("model.")]

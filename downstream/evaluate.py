@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data.synthetic import SyntheticMotionVideos
 from data.transforms import normalize_clip
-from data.video_dataset import UnreadableVideoWarning
+from data.video_dataset import NoReadableVideoError, UnreadableVideoWarning
 from data.video_io import VideoReadError, clip_span, read_frames
 from downstream.video_aug import resize_frames
 
@@ -236,7 +236,10 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, *, amp:
         dist.all_reduce(totals)
     model.train(was_training)
     top1, top5, nll, videos, skipped, num_views = totals.tolist()
-    denominator = max(videos, 1.0)
+    if videos == 0:  # an accuracy over nothing is not 0 %: say so (every rank reduced the same totals)
+        raise NoReadableVideoError(f"none of the {int(skipped)} test videos could be read (see the warnings "
+                                   "above): there is nothing to evaluate on")
+    denominator = videos
     return EvalResult(top1=100.0 * top1 / denominator, top5=100.0 * top5 / denominator, loss=nll / denominator,
                       num_videos=int(videos), skipped=int(skipped), views_per_video=num_views / denominator)
 

@@ -151,6 +151,11 @@ class ClipSource:
             report_unreadable(batch.pop("unreadable"))
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
+    def unreadable_count(self) -> int:
+        """The dataset's videos known to be unreadable (0 for data that cannot be unreadable)."""
+        count = getattr(self.dataset, "unreadable_count", None)
+        return count() if count is not None else 0
+
     def state_dict(self) -> dict[str, Any]:
         """The position in the stream, and the videos found unreadable so far (a resumed run skips
         them as the uninterrupted one does, drawing no random numbers for them)."""

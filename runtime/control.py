@@ -176,7 +176,7 @@ class RunControl:
                 f"{minutes:.1f} min this session; last MAE loss {loss:.4f}"
                 + (f", held-out {heldout:.4f}" if heldout is not None else "")
                 + f"; skipped for non-finite values: {int(last.get('mae/skipped_nonfinite', 0))} MAE and "
-                f"{int(last.get('policy/skipped_nonfinite', 0))} sampler updates; unreadable videos passed over: "
+                f"{int(last.get('policy/skipped_nonfinite', 0))} sampler updates; unreadable videos skipped: "
                 f"{int(last.get('env/skipped_videos', 0))}. Checkpoint {self.output_dir / 'checkpoint-latest.pt'}, "
                 f"config {self.output_dir / 'config.yaml'}, TensorBoard logs {writer_dir or self.output_dir / 'tb'}."
                 + stopped)

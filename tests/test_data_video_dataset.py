@@ -242,3 +242,21 @@ def test_a_folder_follows_symlinked_subfolders_once(tmp_path):
     (root / "linked").symlink_to(elsewhere, target_is_directory=True)
     (root / "a" / "loop").symlink_to(root, target_is_directory=True)  # a loop back to the top
     assert find_videos(root) == [str(root / "a" / "x.mp4"), str(root / "linked" / "y.mp4")]
+
+
+def test_thousands_of_missing_files_are_named_five_times_then_counted(tmp_path):
+    import warnings
+
+    from data import video_dataset
+
+    videos = [(str(tmp_path / f"missing-{k}.mp4"), 0) for k in range(40)]
+    dataset = video_dataset._VideoClipDataset(videos, "a list", num_frames=4, sampling_rate=1, input_size=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(video_dataset.NoReadableVideoError):
+            dataset[0]
+        with pytest.raises(video_dataset.NoReadableVideoError):
+            dataset[7]  # every file already known: no more warnings
+    messages = [str(w.message) for w in caught if issubclass(w.category, video_dataset.UnreadableVideoWarning)]
+    assert len(messages) == video_dataset.WARN_FILES + 1 and "not named one by one" in messages[-1]
+    assert dataset.unreadable_count() == 40

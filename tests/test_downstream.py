@@ -184,6 +184,17 @@ def test_multiview_evaluation_of_a_video_file(tmp_path):
     assert result.loss == pytest.approx(-float(expected[2].log()), rel=1e-5)
 
 
+def test_an_evaluation_over_no_readable_video_is_an_error_not_zero_percent(tmp_path):
+    from data.video_dataset import NoReadableVideoError
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    dataset = ev.MultiViewDataset([(str(tmp_path / "broken.mp4"), 0), (str(tmp_path / "gone.mp4"), 1)],
+                                  num_frames=4, sampling_rate=2, input_size=32, num_clips=1, num_crops=1)
+    loader = ev.make_eval_loader(dataset, batch_size=2, num_workers=0)
+    with pytest.warns(UserWarning), pytest.raises(NoReadableVideoError, match="none of the 2 test videos"):
+        ev.evaluate(_MeanColour(), loader, torch.device("cpu"))
+
+
 # ---- augmentation
 
 def test_clip_randaugment_is_identical_across_frames_and_leaves_global_rng_alone():

@@ -160,3 +160,21 @@ def test_custom_agent_needs_an_importable_builder(tmp_path):
         validate(compose_cfg("agent=custom", f"output_dir={tmp_path}"))
     with pytest.raises(ConfigError, match="cannot import no_such_package"):
         validate(compose_cfg("agent=custom", "agent._target_=no_such_package.build", f"output_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], []),
+    (["mask_ratio=0.999"], ["keeps K=1 of N=128"]),
+    (["train.warmup_epochs=40"], ["warm-up (train.warmup_epochs=40.0) lasts the whole schedule"]),
+])
+def test_start_notes_fire_where_a_setting_does_less_than_it_seems(tmp_path, overrides, expected):
+    import train_joint
+
+    run = train_joint.build_run(compose_cfg(*SMALL, *overrides, f"output_dir={tmp_path}"))
+    try:
+        notes = train_joint.start_notes(run)
+    finally:
+        run.clips.close()
+        run.writer.close()
+        run.lock.release()
+    assert len(notes) == len(expected) and all(e in n for e, n in zip(expected, notes)), notes
