@@ -27,6 +27,8 @@ still collects episodes and calls the agent's update, which then only logs.
 
 from __future__ import annotations
 
+import runtime.fast_start  # noqa: F401, I001 - first: before Tianshou compiles its numba kernels
+
 import resource
 import sys
 import time

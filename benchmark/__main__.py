@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import runtime.fast_start  # noqa: F401, I001 - first: before Tianshou compiles its numba kernels
+
 import argparse
 import json
 import math

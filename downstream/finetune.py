@@ -18,6 +18,8 @@ resumes (``resume=true``) exactly where it stopped, within an epoch included.
 
 from __future__ import annotations
 
+import runtime.fast_start  # noqa: F401, I001 - first: before Tianshou compiles its numba kernels
+
 import itertools
 import json
 import math

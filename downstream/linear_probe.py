@@ -21,6 +21,8 @@ Single process (feature extraction is one pass).
 
 from __future__ import annotations
 
+import runtime.fast_start  # noqa: F401, I001 - first: before Tianshou compiles its numba kernels
+
 import json
 import time
 from pathlib import Path

@@ -30,6 +30,8 @@ One column per tubelet step t' (its first frame); the rows:
 
 from __future__ import annotations
 
+import runtime.fast_start  # noqa: F401, I001 - first: before Tianshou compiles its numba kernels
+
 import argparse
 import sys
 from dataclasses import dataclass, field

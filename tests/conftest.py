@@ -1,7 +1,13 @@
-"""Shared by every test: each test starts with this process's memo of unreadable videos empty (a run
-in a fresh process does), so the warnings a test expects do not depend on the tests before it."""
+"""Shared by every test: the entry points' fast start (runtime/fast_start.py: Tianshou's numba kernels
+as plain Python, for this process and every process a test starts), and each test starts with this
+process's memo of unreadable videos empty (a run in a fresh process does), so the warnings a test
+expects do not depend on the tests before it."""
 
-import pytest
+import os
+
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")  # before anything imports Tianshou (and numba)
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

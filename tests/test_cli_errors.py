@@ -242,3 +242,11 @@ def test_under_torchrun_a_config_mistake_is_printed_by_rank_0_only(monkeypatch, 
     assert capsys.readouterr().err.splitlines() == [
         "error: mask_ratio must be in (0, 1)", "error: this rank's video list is empty",
         "error: rank 1: this rank's video list is empty"]
+
+
+def test_bench_startup_refuses_zero_repeats(capsys):
+    from tools import bench_startup
+
+    with pytest.raises(SystemExit) as stop:
+        bench_startup.main(["--repeats", "0"])
+    assert stop.value.code == 2 and "--repeats must be >= 1" in capsys.readouterr().err
