@@ -1,8 +1,8 @@
 """What the token sampler's algorithms share, modelled on Tianshou's ``ActorCriticOnPolicyAlgorithm``.
 
-:class:`TokenSamplerAlgorithm` is the first base of :class:`~agents.algorithms.ppo.TATSPPO`
-(with Tianshou's ``PPO``), :class:`~agents.algorithms.grpo.GRPO` (with ``OnPolicyAlgorithm``)
-and :class:`~agents.algorithms.reinforce.AdaMAEReinforce` (with ``Reinforce``). A subclass
+:class:`TokenSamplerAlgorithm` (a Tianshou ``OnPolicyAlgorithm``) is the base of :class:`~agents.algorithms.ppo.TATSPPO`,
+:class:`~agents.algorithms.grpo.GRPO`
+and :class:`~agents.algorithms.reinforce.AdaMAEReinforce`; each builds its own optimiser. A subclass
 writes what makes it itself:
 
 - ``prepare(batch)``: the update's inputs (``act``, ``returns``, ``adv``, ``logp_old``, ...),

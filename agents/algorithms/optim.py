@@ -35,12 +35,11 @@ def guarding(guard: NonFiniteGuard) -> Iterator[NonFiniteGuard]:
 
 
 class GuardedOptimizerFactory(OptimizerFactory):
-    """``factory``'s optimisers, guarded; clipped to ``max_grad_norm`` first when it is set (for
-    algorithms whose Tianshou constructor takes no ``max_grad_norm``, such as ``Reinforce``)."""
+    """``factory``'s optimisers, guarded."""
 
-    def __init__(self, factory: OptimizerFactory, max_grad_norm: float | None = None) -> None:
+    def __init__(self, factory: OptimizerFactory) -> None:
         super().__init__()
-        self.factory, self.max_grad_norm = factory, max_grad_norm
+        self.factory = factory
 
     def with_lr_scheduler_factory(self, lr_scheduler_factory):
         self.factory.with_lr_scheduler_factory(lr_scheduler_factory)
@@ -48,8 +47,6 @@ class GuardedOptimizerFactory(OptimizerFactory):
 
     def create_instances(self, module: torch.nn.Module):
         optimizer, scheduler = self.factory.create_instances(module)
-        if self.max_grad_norm is not None:  # registered first: the guard sees the clipped gradients
-            optimizer.register_step_pre_hook(_clip_hook(self.max_grad_norm))
         (_AGENT_GUARD.get() or NonFiniteGuard()).attach(optimizer)
         return optimizer, scheduler
 
@@ -57,19 +54,12 @@ class GuardedOptimizerFactory(OptimizerFactory):
         raise NotImplementedError("GuardedOptimizerFactory builds through create_instances(module)")
 
 
-def guarded(factory: OptimizerFactory, max_grad_norm: float | None = None) -> GuardedOptimizerFactory:
+def guarded(factory: OptimizerFactory) -> GuardedOptimizerFactory:
     """``factory`` with the non-finite guard (module docstring)."""
-    return GuardedOptimizerFactory(factory, max_grad_norm=max_grad_norm)
+    return GuardedOptimizerFactory(factory)
 
 
-def optimizer_factory(config: SamplerConfig, max_grad_norm: float | None = None) -> GuardedOptimizerFactory:
+def optimizer_factory(config: SamplerConfig) -> GuardedOptimizerFactory:
     """AdamW with the configured lr, betas and weight decay (paper Table 4), guarded."""
     return guarded(TorchOptimizerFactory(torch.optim.AdamW, lr=config.lr, betas=tuple(config.opt_betas),
-                                         weight_decay=config.weight_decay), max_grad_norm=max_grad_norm)
-
-
-def _clip_hook(max_norm: float):
-    def clip(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return clip
+                                         weight_decay=config.weight_decay))

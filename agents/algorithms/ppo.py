@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
-from tianshou.algorithm import PPO
 from tianshou.data import Batch
+from tianshou.utils.net.common import ActorCritic
 from torch import nn
 
 from agents.algorithms.base import TokenSamplerAlgorithm
@@ -82,9 +82,11 @@ class PPOConfig(SamplerConfig):
             raise ValueError(f"dual_clip must be > 1 or null, got {self.dual_clip}")
 
 
-class TATSPPO(TokenSamplerAlgorithm, PPO):
-    """Tianshou's PPO with the TATS objective: coefficient c1, one-step advantages,
-    the objective's log-prob, and optional re-sampled ratios."""
+class TATSPPO(TokenSamplerAlgorithm):
+    """PPO with the TATS objective: coefficient c1, one-step advantages, the objective's log-prob,
+    and optional re-sampled ratios. Its own loss and update (:class:`TokenSamplerAlgorithm`), so it
+    takes from Tianshou only what runs: the on-policy algorithm base and one optimiser over actor and
+    critic, built as Tianshou's ``A2C``/``PPO`` build theirs."""
 
     def __init__(
         self,
@@ -118,11 +120,15 @@ class TATSPPO(TokenSamplerAlgorithm, PPO):
         :param ratio_on: ``"stored"`` or ``"resampled"`` (see the module docstring).
         :param max_grad_norm: clip the gradient norm of actor and critic; None = off.
         """
-        super().__init__(objective=objective, policy=policy, critic=critic, optim=optim, eps_clip=eps_clip,
-                         dual_clip=dual_clip, value_clip=value_clip, advantage_normalization=advantage_normalization,
-                         vf_coef=value_coef, ent_coef=entropy_coef, max_grad_norm=max_grad_norm, gae_lambda=1.0,
-                         gamma=1.0)
+        if dual_clip is not None and not dual_clip > 1.0:
+            raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip}")
         _choice("ratio_on", ratio_on, RATIO_ON)
+        super().__init__(objective=objective, policy=policy)
+        self.critic = critic
+        self.optim = self._create_optimizer(ActorCritic(policy.actor, critic), optim, max_grad_norm=max_grad_norm)
+        self.eps_clip, self.dual_clip, self.value_clip = eps_clip, dual_clip, value_clip
+        self.advantage_normalization, self._eps = advantage_normalization, 1e-8
+        self.vf_coef, self.ent_coef, self.max_grad_norm = value_coef, entropy_coef, max_grad_norm
         self.policy_coef = policy_coef
         self.ratio_on = ratio_on
 

@@ -48,13 +48,12 @@ from typing import Any
 import numpy as np
 import torch
 from timm.optim import param_groups_weight_decay
-from tianshou.algorithm import Reinforce
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
 from agents.algorithms.base import TokenSamplerAlgorithm
 from agents.algorithms.config import SamplerConfig, _choice
-from agents.algorithms.optim import GuardedOptimizerFactory, guarded, optimizer_factory
+from agents.algorithms.optim import optimizer_factory
 from agents.algorithms.spec import EnvSpec
 from agents.algorithms.update import ScalarTrainingStats, StatsAccumulator
 from agents.algorithms.objectives import OBJECTIVES
@@ -121,8 +120,10 @@ class ReinforceConfig(SamplerConfig):
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
 
 
-class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
-    """Tianshou's REINFORCE with AdaMAE's token-level weighting (or a clip-level baseline)."""
+class AdaMAEReinforce(TokenSamplerAlgorithm):
+    """REINFORCE with AdaMAE's token-level weighting (or a clip-level baseline): its own loss and update
+    (:class:`TokenSamplerAlgorithm`), one optimiser over the policy, built as Tianshou's ``Reinforce``
+    builds its own."""
 
     def __init__(
         self,
@@ -152,9 +153,8 @@ class AdaMAEReinforce(TokenSamplerAlgorithm, Reinforce):
             module docstring).
         :param sampling_loss_weight: recipe ``"adamae"``: weight of L_S in the MAE's loss.
         """
-        if max_grad_norm is not None:  # Reinforce's constructor takes none: clip in the optimiser's step
-            optim = guarded(optim.factory if isinstance(optim, GuardedOptimizerFactory) else optim, max_grad_norm)
-        super().__init__(objective=objective, policy=policy, optim=optim, gamma=1.0)
+        super().__init__(objective=objective, policy=policy)
+        self.optim = self._create_optimizer(self.policy, optim, max_grad_norm=max_grad_norm)
         _choice("estimator", estimator, ESTIMATORS)
         _choice("baseline", baseline, BASELINES)
         _choice("recipe", recipe, RECIPES)
