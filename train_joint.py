@@ -408,7 +408,8 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
                 if run.is_main and cfg.train.dump_buffer_every > 0 and run.updates % cfg.train.dump_buffer_every == 0:
                     try:
                         dump_hdf5(buffer, run.output_dir / "buffers" / f"buffer-{run.updates:06d}.h5",
-                                  metadata=agent.metadata())
+                                  metadata={**agent.metadata(), "step": run.step + n_steps,
+                                            "policy_update": run.updates})
                     except DiskFullError as error:
                         raise DiskFullError(f"{error}; {control.last_good()}") from error
                 buffer.reset()
