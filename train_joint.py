@@ -318,8 +318,9 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
     elif epochs == 0:
         phases = "the sampler acts from the first step"
     else:
+        k = cfg.train.update_steps_mae
         phases = (f"random masking until step {phase_end} (train.mae_only_epochs={epochs}), then the sampler's "
-                  f"cycles of {cfg.train.update_steps_mae} steps")
+                  f"cycles of {k} step{'s' if k != 1 else ''}")
     lines = [f"{run.total_steps} MAE steps, {per_epoch} per epoch; {phases}"]
     warnings = []
     if agent.learns and run.total_steps <= phase_end:
