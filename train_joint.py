@@ -332,7 +332,7 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
         warnings.append(
             f"agent={cfg.agent.name} updates in one gradient step (agent.update_steps_policy=1, one minibatch): "
             f"the ratio is 1, so the clip never acts and policy/approx_kl and policy/clip_fraction stay 0, "
-            f"policy/ratio_mean 1. For a clip that acts: agent.update_steps_policy=4 or agent.batch_size below half "
+            f"policy/ratio_mean 1. For a clip that acts: agent.update_steps_policy=4 or agent.batch_size at most half "
             f"of the {cfg.train.update_steps_mae * run.env.num_envs} episodes of a cycle (docs/configuration.md)")
     return lines, warnings
 
