@@ -248,22 +248,29 @@ def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str
             if t == 0:
                 label = buffer_step(metadata, source).replace(", ", "\n") or Path(source).name
                 ax.set_ylabel(label + ("" if probs else "\n(visible freq.)"), fontsize=7)
-    fig.colorbar(image, ax=fig.axes, shrink=0.6, label=f"{kind} (uniform: {1 / num_tokens:.3g} / "
-                                                        f"{dumps[0][2].get('num_visible', 0) / num_tokens:.3g})")
-    curves = fig.add_subplot(grid[len(rows), :])
+    uniform = [f"p: 1/N = {1 / num_tokens:.2g}"]
+    if not all(probs for _, probs in rows):
+        uniform.append(f"visible frequency: K/N = {int(dumps[0][2].get('num_visible', 0)) / num_tokens:.2g}")
+    fig.colorbar(image, ax=fig.axes, shrink=0.6, label=f"{kind} (uniform {', '.join(uniform)})")
     series = {
-        "entropy / log N": [s.get("entropy", {}).get("mean_over_log_n") for s in summaries],
+        "entropy / log N (1 = uniform)": [s.get("entropy", {}).get("mean_over_log_n") for s in summaries],
         "motion enrichment (1 = chance)": [s.get("motion_enrichment", {}).get("visible") for s in summaries],
         "largest p x N (1 = uniform)": [s["concentration"]["max_prob"]["mean"] * num_tokens
                                         if "concentration" in s else None for s in summaries],
     }
-    for name, values in series.items():
+    series = {name: values for name, values in series.items() if any(v is not None for v in values)}
+    panels = grid[len(rows), :].subgridspec(1, max(len(series), 1), wspace=0.3)
+    x_label = "MAE step" if all("step" in d[2] for d in dumps) else "policy update"
+    for number, (name, values) in enumerate(series.items()):
+        curves = fig.add_subplot(panels[0, number])
         known = [(x, y) for x, y in zip(steps, values) if y is not None]
-        if known:
-            curves.plot(*zip(*known), marker="o", label=name)
-    curves.set_xlabel("MAE step" if all("step" in d[2] for d in dumps) else "policy update")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=7)
+        curves.plot(*zip(*known), marker="o", color=f"C{number}")
+        if "uniform" in name or "chance" in name:
+            curves.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+        curves.set_title(name, fontsize=8)
+        curves.set_xlabel(x_label, fontsize=8)
+        curves.tick_params(labelsize=7)
+        curves.grid(alpha=0.3)
     agent = dumps[0][2].get("agent", "")
     fig.suptitle(f"How the policy changed over {len(dumps)} buffers" + (f" ({agent})" if agent else ""), fontsize=10)
     path = Path(path)
