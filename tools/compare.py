@@ -114,7 +114,7 @@ def draw(runs: dict[str, Curves], scalars: list[str], path: str | Path, *, title
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    columns = min(len(scalars), 3)
+    columns = 2 if len(scalars) == 4 else min(len(scalars), 3)
     rows = -(-len(scalars) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows + 0.6), squeeze=False,
                              constrained_layout=True)
