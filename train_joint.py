@@ -60,11 +60,12 @@ from mae.registry import create_model_from_config
 from runtime import checkpoint, rng
 from runtime.control import RunControl, exit_status_after_stop
 from runtime.distributed import close_processes, init_processes
-from runtime.errors import DiskFullError, run_main
+from runtime.errors import DiskFullError, run_main, warn
 from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
 from runtime.setup import RunDir, log_scalars, open_run_dir, run_cli, seed_everything
 
 register_configs()
+FIGURE_CLIPS, HISTOGRAM_CLIPS = 2, 8  # held-out clips drawn in TensorBoard's figures, and in the histogram of p
 
 
 def build_model(cfg: DictConfig) -> mae.PretrainVideoMAE:
@@ -117,6 +118,7 @@ class Run:
     mask_generator: torch.Generator
     total_steps: int
     evaluate: Callable[[], dict[str, float]] | None = None  # the held-out score, on rank 0
+    pictures: Callable[[Any, int], float] | None = None  # TensorBoard's figures and histogram, on rank 0
     step: int = 0
     updates: int = 0
     resumed_at: int | None = None  # the step a resume started from; None for a new run
@@ -157,7 +159,7 @@ def build_mae_optimizer(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: Cli
         optimizer, cfg.train, total_batch=total_batch, total_steps=max(schedule_steps // cfg.train.accum_steps, 1),
         steps_per_epoch=clips.steps_per_epoch / cfg.train.accum_steps)
     if is_main:
-        print(scheduler.describe("MAE lr", paper_total_batch=PAPER_TOTAL_BATCH))
+        print(scheduler.describe("The MAE's learning rate", paper_total_batch=PAPER_TOTAL_BATCH))
     return MAEOptimizer(optimizer, scheduler, clip_grad=cfg.train.clip_grad, accum_steps=cfg.train.accum_steps)
 
 
@@ -279,10 +281,62 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
         for note in start_notes(run):
             print(f"note: {note}")
         run.evaluate = build_evaluator(cfg, model, agent, device)
+        run.pictures = build_pictures(run)
         if run.frozen and cfg.train.mae_only_epochs > 0:
             print(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
                   f"{cfg.train.mae_only_epochs} (random-masking epochs of joint training) does not apply")
+        lines, warnings = phase_notes(run)
+        for line in lines:
+            print(line)
+        for message in warnings:
+            warn(message)
     return run
+
+
+def random_masking_epochs(run: Run) -> int:
+    """Epochs of random masking before the sampler acts: none for a frozen MAE, AdaMAE's recipe or a fixed masker."""
+    agent = run.agent
+    return 0 if run.frozen or agent.trains_with_mae or not agent.learns else run.cfg.train.mae_only_epochs
+
+
+def single_minibatch_clip(run: Run) -> bool:
+    """A clipped-ratio agent (ppo, grpo) whose update is one gradient step on one minibatch: its ratio is 1."""
+    config = run.agent.config
+    if not run.agent.learns or run.agent.trains_with_mae or not hasattr(config, "eps_clip"):
+        return False
+    episodes = run.cfg.train.update_steps_mae * run.env.num_envs
+    batch_size = getattr(config, "batch_size", None)
+    minibatches = 1 if batch_size is None else max(1, episodes // batch_size)  # Tianshou merges a short last one
+    return int(getattr(config, "update_steps_policy", 1)) * minibatches == 1
+
+
+def phase_notes(run: Run) -> tuple[list[str], list[str]]:
+    """What rank 0 prints at start (the run's phases), and the warnings of a run that tests less than it seems."""
+    cfg, agent = run.cfg, run.agent
+    per_epoch, epochs = run.clips.steps_per_epoch, random_masking_epochs(run)
+    phase_end = epochs * per_epoch
+    if not agent.learns:
+        phases = f"the {cfg.agent.name} masker masks every step"
+    elif epochs == 0:
+        phases = "the sampler acts from the first step"
+    else:
+        k = cfg.train.update_steps_mae
+        phases = (f"random masking until step {phase_end} (train.mae_only_epochs={epochs}), then the sampler's "
+                  f"cycles of {k} step{'s' if k != 1 else ''}")
+    lines = [f"{run.total_steps} MAE steps, {per_epoch} per epoch; {phases}"]
+    warnings = []
+    if agent.learns and run.total_steps <= phase_end:
+        warnings.append(
+            f"the run ends at step {run.total_steps}, before the sampler's first cycle: random masking lasts "
+            f"{epochs} epoch(s) of {per_epoch} steps, to step {phase_end}, so the sampler never acts or learns. "
+            f"Run more than {phase_end} steps (train.max_steps, train.epochs) or lower train.mae_only_epochs")
+    if single_minibatch_clip(run):
+        warnings.append(
+            f"agent={cfg.agent.name} updates in one gradient step (agent.update_steps_policy=1, one minibatch): "
+            f"the ratio is 1, so the clip never acts and policy/approx_kl and policy/clip_fraction stay 0, "
+            f"policy/ratio_mean 1. For a clip that acts: agent.update_steps_policy=4 or agent.batch_size at most half "
+            f"of the {cfg.train.update_steps_mae * run.env.num_envs} episodes of a cycle (docs/configuration.md)")
+    return lines, warnings
 
 
 def save(run: Run, control: RunControl) -> None:
@@ -327,7 +381,7 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
     last held-out scores."""
     cfg, env, agent, collector, buffer = run.cfg, run.env, run.agent, run.collector, run.buffer
     steps_per_cycle = cfg.train.update_steps_mae
-    warmup_epochs = 0 if run.frozen or agent.trains_with_mae or not agent.learns else cfg.train.mae_only_epochs
+    warmup_epochs = random_masking_epochs(run)
     progress = tqdm(total=run.total_steps, initial=run.step, desc="train", dynamic_ncols=True, disable=not run.is_main)
     last: dict[str, float] = {}
     scores: dict[str, float] = {}
@@ -357,21 +411,28 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
                 if run.is_main and cfg.train.dump_buffer_every > 0 and run.updates % cfg.train.dump_buffer_every == 0:
                     try:
                         dump_hdf5(buffer, run.output_dir / "buffers" / f"buffer-{run.updates:06d}.h5",
-                                  metadata=agent.metadata())
+                                  metadata={**agent.metadata(), "step": run.step + n_steps,
+                                            "policy_update": run.updates})
                     except DiskFullError as error:
                         raise DiskFullError(f"{error}; {control.last_good()}") from error
                 buffer.reset()
             run.step += n_steps
             last.update(step_scalars(run, rewards, n_steps, time.perf_counter() - tic))
-            if run.evaluate is not None and (run.step % cfg.train.eval_every < n_steps
+            if cfg.train.eval_every > 0 and (run.step % cfg.train.eval_every < n_steps
                                              or run.step >= run.total_steps):
-                scores = run.evaluate()
-                log_scalars(run.writer, scores, run.step)  # at the step it was measured, not again at log steps
+                final = run.step >= run.total_steps
+                progress.set_description("final evaluation" if final else "evaluating")
+                if run.evaluate is not None:
+                    scores = run.evaluate()
+                    log_scalars(run.writer, scores, run.step)  # at the step it was measured, not at log steps
+                if run.pictures is not None:
+                    log_scalars(run.writer, {"perf/figures_time_s": run.pictures(run.writer, run.step)}, run.step)
+                progress.set_description("saving" if final else "train")
             if run.step % cfg.train.log_every < n_steps or run.step >= run.total_steps:
                 last.update(own_mask_baselines(env))
                 log_scalars(run.writer, last, run.step)
             progress.update(n_steps)
-            progress.set_postfix(loss=f"{last['mae/loss']:.4f}", reward=f"{last['env/reward_mean']:.4f}")
+            progress.set_postfix(progress_fields({**last, **scores}), refresh=False)
             control.after_step(run.step, env.optimizer, agent)  # stops a diverged run
             if control.stop_requested():  # SIGTERM / Ctrl-C: the save below, then stop
                 break
@@ -382,6 +443,63 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
         run.clips.close()  # the data-loading workers are done (a stop signal may have reached them too)
         progress.close()
     return last, scores
+
+
+PROGRESS_FIELDS = (("mae/loss", "mae", ".4f"), ("policy/entropy", "H", ".3g"),
+                   ("policy/motion_enrichment", "enrich", ".2f"), ("mae/heldout_loss", "heldout", ".4f"),
+                   ("eval/score", "score", ".1f"))
+
+
+def progress_fields(last: dict[str, float]) -> dict[str, str]:
+    """The progress bar's numbers: the MAE's loss, and where known the policy's entropy, the motion
+    enrichment of its masks, the held-out loss and the benchmark score."""
+    return {name: format(last[key], spec) for key, name, spec in PROGRESS_FIELDS if key in last}
+
+
+def build_pictures(run: Run) -> Callable[[Any, int], float] | None:
+    """TensorBoard's pictures at every held-out score (``train.log_figures``): the visualiser's figure of
+    ``FIGURE_CLIPS`` fixed held-out clips and a histogram of the policy's p on ``HISTOGRAM_CLIPS`` of them.
+    Returns the function that logs them (and returns its seconds), or None where nothing applies."""
+    cfg = run.cfg
+    if not cfg.train.get("log_figures", True) or cfg.train.eval_every <= 0 or run.writer is None:
+        return None
+    from benchmark.evaluate import heldout_clips
+    from downstream.visualise import Pretrained, clip_figure, single_draw_probs
+
+    try:
+        clips = heldout_clips(run.model, cfg.data, num_clips=HISTOGRAM_CLIPS)
+    except ValueError as error:  # no readable held-out video
+        warn(f"train.log_figures: no figures ({error})")
+        return None
+    video = clips["video"].to(run.device)
+    motion = clips["motion"]
+    agent, model = run.agent, run.model
+    pretrained = Pretrained(model, agent, OmegaConf.to_container(cfg, resolve=True), run.env.num_visible)
+    compare = None if cfg.agent.name == "random" else "random"  # the policy's masks against random masking
+
+    def pictures(writer: Any, step: int) -> float:
+        tic = time.perf_counter()
+        saved = rng.capture(run.generators, run.device)  # drawing masks here leaves training's draws as they were
+        modes = model.training, agent.algorithm.training
+        model.eval()
+        agent.algorithm.eval()
+        try:
+            for index in range(min(FIGURE_CLIPS, len(video))):
+                figure = clip_figure(pretrained, video[index:index + 1], compare=compare, seed=index,
+                                     motion=None if motion is None else motion[index],
+                                     probabilities=agent.learns,
+                                     title=f"held-out clip {index}, step {step}: {cfg.agent.name}, "
+                                           f"mask ratio {cfg.mask_ratio}")
+                writer.add_figure(f"figures/clip_{index}", figure, step)  # closes the figure
+            if agent.learns:
+                writer.add_histogram("policy/p", single_draw_probs(pretrained, video).flatten().cpu(), step)
+        finally:
+            rng.restore({"per_rank": [saved]}, 0, run.generators)
+            model.train(modes[0])
+            agent.algorithm.train(modes[1])
+        return time.perf_counter() - tic
+
+    return pictures
 
 
 def end_line(last: dict[str, float]) -> str | None:

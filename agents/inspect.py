@@ -1,4 +1,4 @@
-"""Look inside a dumped rollout buffer: ``python -m agents.inspect FILE [--png OUT] [--json]``.
+"""Look inside dumped rollout buffers: ``python -m agents.inspect FILE [FILE ...] [--png OUT] [--json]``.
 
 Prints what the sampler did and how sure it was:
 
@@ -10,11 +10,17 @@ Prints what the sampler did and how sure it was:
   the probability mass (uniform: N/2), the largest p, and exp(H), the effective number
   of tokens;
 - how evenly tokens were kept visible (each token's visible frequency; uniform: K/N), and
-  which share of the visible tokens fell in each frame t' (uniform: 1/T').
+  which share of the visible tokens fell in each frame t' (uniform: 1/T');
+- where the buffer has motion labels (the built-in data): the motion enrichment of the
+  masks, P(visible | moving) / P(visible) (1 = chance), and of p (its mass on the moving
+  tokens over their share).
 
 ``--png`` draws one panel per temporal index t' of the (t', h, w) token grid: how often
-each token was visible, and, if stored, the mean probability the policy gave it.
-The file comes from :func:`agents.buffers.dump_hdf5`.
+each token was visible, and, if stored, the mean probability the policy gave it, titled
+with the buffer's step. With several files (in the order given, e.g. ``buffers/*.h5``) it
+draws how the policy changed: one row of mean p (visible frequency where p is not stored)
+per buffer on one colour scale, and the entropy, the motion enrichment and the largest p
+against the step. The files come from :func:`agents.buffers.dump_hdf5`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from agents.buffers import read_rollouts
+from envs.mae_env import motion_enrichment
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -93,7 +100,53 @@ def summarize(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> dict[s
         if grid is not None and int(np.prod(grid)) == num_tokens:  # frame-major: (T', H' * W')
             per_frame = frequency.reshape(int(grid[0]), -1).sum(1) / num_visible
             summary["visible_share_per_frame"] = {f"t'={t}": float(v) for t, v in enumerate(per_frame)}
+    if "info/motion" in arrays and num_tokens:
+        import torch
+
+        motion = torch.as_tensor(arrays["info/motion"].astype(bool))
+        visible = torch.as_tensor(visible_mask(arrays, num_tokens))
+        probs = torch.as_tensor(arrays["policy/probs"].astype(np.float64)) if "policy/probs" in arrays else None
+        of_masks, of_p = motion_enrichment(visible, motion, probs)
+        summary["motion_enrichment"] = {"visible": of_masks, **({"p": of_p} if probs is not None else {}),
+                                        "moving_share": float(motion.float().mean())}
     return summary
+
+
+def visible_mask(arrays: dict[str, np.ndarray], num_tokens: int) -> np.ndarray:
+    """Each episode's visible tokens ``(E, N)`` bool (stored, or from the actions)."""
+    if "info/visible" in arrays:
+        return arrays["info/visible"].astype(bool)
+    act = arrays["act"].astype(np.int64)
+    mask = np.zeros((len(act), num_tokens), dtype=bool)
+    np.put_along_axis(mask, act, True, axis=1)
+    return mask
+
+
+def buffer_step(metadata: dict[str, Any], path: str | Path | None = None) -> str:
+    """Where in the run the buffer was dumped: the MAE step and the policy update (from the file name if
+    the metadata does not say, ``buffer-000016.h5`` being update 16)."""
+    parts = []
+    if "step" in metadata:
+        parts.append(f"MAE step {int(metadata['step'])}")
+    update = metadata.get("policy_update")
+    if update is None and path is not None and Path(path).stem.startswith("buffer-"):
+        digits = Path(path).stem.removeprefix("buffer-")
+        update = int(digits) if digits.isdigit() else None
+    if update is not None:
+        parts.append(f"policy update {int(update)}")
+    return ", ".join(parts)
+
+
+def _title(summary: dict[str, Any], metadata: dict[str, Any], path: str | Path | None) -> str:
+    """A figure's title: the file, the agent, the step, the headline numbers."""
+    head = " - ".join(part for part in (Path(path).name if path else "", metadata.get("agent", ""),
+                                         buffer_step(metadata, path)) if part)
+    numbers = [f"{summary['episodes']} episodes"]
+    if "motion_enrichment" in summary:
+        numbers.append(f"motion enrichment {summary['motion_enrichment']['visible']:.2f} (1 = chance)")
+    if "entropy" in summary and "mean_over_log_n" in summary["entropy"]:
+        numbers.append(f"entropy {summary['entropy']['mean_over_log_n']:.3f} log N")
+    return f"{head}\n{', '.join(numbers)}"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -114,16 +167,29 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def draw_heatmaps(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: str | Path) -> Path:
-    """One panel per t': visible frequency of each (h, w) token, and mean p if stored."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _grid(metadata: dict[str, Any], source: str | Path | None = None) -> tuple[int, int, int]:
     if "grid" not in metadata:
-        raise ValueError("the file has no grid metadata (T', H', W'): dump it with metadata=agent.metadata()")
+        raise ValueError(f"{source or 'the file'} has no grid metadata (T', H', W'): dump it with "
+                         f"metadata=agent.metadata()")
     frames, height, width = (int(g) for g in metadata["grid"])
+    return frames, height, width
+
+
+def draw_heatmaps(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: str | Path, *,
+                  source: str | Path | None = None) -> Path:
+    """One panel per t': visible frequency of each (h, w) token, and mean p if stored; titled with the
+    buffer's step and its motion enrichment (``source``: the dump's path, for the title)."""
+    plt = _pyplot()
+    frames, height, width = _grid(metadata, source)
     num_tokens = frames * height * width
     rows = [("visible frequency", visible_frequency(arrays, num_tokens))]
     if "policy/probs" in arrays:
@@ -141,33 +207,126 @@ def draw_heatmaps(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path:
             ax.set_yticks([])
         axes[row, 0].set_ylabel(title, fontsize=8)
         fig.colorbar(image, ax=axes[row, :].tolist(), shrink=0.8)
+    fig.suptitle(_title(summarize(arrays, metadata), metadata, source), fontsize=9)
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
+def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str, Any]]], path: str | Path) -> Path:
+    """How the policy changed across buffers: per buffer (a row) the mean p of each token (visible
+    frequency where p is not stored), one panel per t', one colour scale; below, the entropy (/ log N),
+    the motion enrichment and the largest mean p against the buffer's step."""
+    plt = _pyplot()
+    frames, height, width = _grid(dumps[0][2], dumps[0][0])
+    num_tokens = frames * height * width
+    rows, steps, summaries = [], [], []
+    for index, (source, arrays, metadata) in enumerate(dumps):
+        if _grid(metadata, source) != (frames, height, width):
+            raise ValueError(f"{source} has the token grid {metadata['grid']}, {dumps[0][0]} {[frames, height, width]}: "
+                             f"compare buffers of one run")
+        probs = "policy/probs" in arrays
+        values = (arrays["policy/probs"].astype(np.float64).mean(axis=0) if probs
+                  else visible_frequency(arrays, num_tokens))
+        rows.append((values.reshape(frames, height, width), probs))
+        steps.append(_step_value(metadata, source, index))
+        summaries.append(summarize(arrays, metadata))
+    kind = "mean p" if all(probs for _, probs in rows) else "mean p / visible frequency"
+    vmax = max(float(values.max()) for values, _ in rows) or 1.0
+    fig = plt.figure(figsize=(1.6 * frames + 1.6, 1.5 * len(rows) + 2.8), constrained_layout=True)
+    grid = fig.add_gridspec(len(rows) + 1, frames, height_ratios=[1.0] * len(rows) + [1.6])
+    image = None
+    for r, ((values, probs), (source, _, metadata)) in enumerate(zip(rows, dumps)):
+        for t in range(frames):
+            ax = fig.add_subplot(grid[r, t])
+            image = ax.imshow(values[t], vmin=0.0, vmax=vmax, cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t'={t}", fontsize=8)
+            if t == 0:
+                label = buffer_step(metadata, source).replace(", ", "\n") or Path(source).name
+                ax.set_ylabel(label + ("" if probs else "\n(visible freq.)"), fontsize=7)
+    uniform = [f"p: 1/N = {1 / num_tokens:.2g}"]
+    if not all(probs for _, probs in rows):
+        uniform.append(f"visible frequency: K/N = {int(dumps[0][2].get('num_visible', 0)) / num_tokens:.2g}")
+    fig.colorbar(image, ax=fig.axes, shrink=0.6, label=f"{kind} (uniform {', '.join(uniform)})")
+    series = {
+        "entropy / log N (1 = uniform)": [s.get("entropy", {}).get("mean_over_log_n") for s in summaries],
+        "motion enrichment (1 = chance)": [s.get("motion_enrichment", {}).get("visible") for s in summaries],
+        "largest p x N (1 = uniform)": [s["concentration"]["max_prob"]["mean"] * num_tokens
+                                        if "concentration" in s else None for s in summaries],
+    }
+    series = {name: values for name, values in series.items() if any(v is not None for v in values)}
+    panels = grid[len(rows), :].subgridspec(1, max(len(series), 1), wspace=0.3)
+    x_label = "MAE step" if all("step" in d[2] for d in dumps) else "policy update"
+    for number, (name, values) in enumerate(series.items()):
+        curves = fig.add_subplot(panels[0, number])
+        known = [(x, y) for x, y in zip(steps, values) if y is not None]
+        curves.plot(*zip(*known), marker="o", color=f"C{number}")
+        if "uniform" in name or "chance" in name:
+            curves.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+        curves.set_title(name, fontsize=8)
+        curves.set_xlabel(x_label, fontsize=8)
+        curves.tick_params(labelsize=7)
+        curves.grid(alpha=0.3)
+    agent = dumps[0][2].get("agent", "")
+    fig.suptitle(f"How the policy changed over {len(dumps)} buffers" + (f" ({agent})" if agent else ""), fontsize=10)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _step_value(metadata: dict[str, Any], source: str | Path, index: int) -> float:
+    if "step" in metadata:
+        return float(metadata["step"])
+    if metadata.get("policy_update") is not None:
+        return float(metadata["policy_update"])
+    digits = Path(source).stem.removeprefix("buffer-")
+    return float(digits) if digits.isdigit() else float(index)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.inspect", description=__doc__.split("\n")[0])
-    parser.add_argument("file", help="an HDF5 rollout dump (agents.buffers.dump_hdf5)")
-    parser.add_argument("--png", help="write per-frame heatmaps of the visible tokens to this PNG")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="HDF5 rollout dumps (agents.buffers.dump_hdf5); several: how the policy changed")
+    parser.add_argument("--png", help="write the heatmaps (one file) or the policy's change (several) to this PNG")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (several: a list)")
     args = parser.parse_args(argv)
     from runtime.errors import report_error
 
-    if not Path(args.file).is_file():
-        report_error(f"no such file: {args.file}")
-        return 2
-    try:
-        arrays, metadata = read_rollouts(args.file)
-    except (OSError, KeyError, ValueError) as error:  # not HDF5, or HDF5 of something else
-        report_error(f"{args.file} is not a rollout dump (the HDF5 files train_joint.py writes to "
-                     f"output_dir/buffers/): {error}")
-        return 2
-    summary = summarize(arrays, metadata)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    dumps = []
+    for file in args.files:
+        if not Path(file).is_file():
+            report_error(f"no such file: {file}")
+            return 2
+        try:
+            arrays, metadata = read_rollouts(file)
+        except (OSError, KeyError, ValueError) as error:  # not HDF5, or HDF5 of something else
+            report_error(f"{file} is not a rollout dump (the HDF5 files train_joint.py writes to "
+                         f"output_dir/buffers/): {error}")
+            return 2
+        dumps.append((file, arrays, metadata))
+    summaries = [summarize(arrays, metadata) for _, arrays, metadata in dumps]
+    if args.json:
+        if len(dumps) == 1:
+            print(json.dumps(summaries[0], indent=2))
+        else:
+            print(json.dumps([{"file": str(file), "at": buffer_step(metadata, file), **summary}
+                              for (file, _, metadata), summary in zip(dumps, summaries)], indent=2))
+    else:
+        for (file, _, metadata), summary in zip(dumps, summaries):
+            if len(dumps) > 1:
+                print(f"== {file}" + (f" ({at})" if (at := buffer_step(metadata, file)) else ""))
+            print(format_summary(summary))
     if args.png:
-        print(f"heatmaps: {draw_heatmaps(arrays, metadata, args.png)}")
+        if len(dumps) == 1:
+            file, arrays, metadata = dumps[0]
+            print(f"heatmaps: {draw_heatmaps(arrays, metadata, args.png, source=file)}")
+        else:
+            print(f"the policy across {len(dumps)} buffers: {draw_evolution(dumps, args.png)}")
     return 0
 
 

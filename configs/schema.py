@@ -146,6 +146,9 @@ class TrainConfig:
     eval_clips: int = 64
     """train.mae=frozen: held-out clips of the policy's score (the greedy oracle costs about K * N MAE
     forward passes per clip, once per MAE; cached beside model.init_checkpoint)."""
+    log_figures: bool = True
+    """At every held-out score (train.eval_every), also log to TensorBoard the visualiser's figure of 2 fixed
+    held-out clips (figures/clip_*) and a histogram of the policy's p on 8 (policy/p); rank 0 only."""
     dump_buffer_every: int = 50
     """Write the rollout buffer to output_dir/buffers/ every this many policy updates (0 = never)."""
 

@@ -18,13 +18,15 @@ One column per tubelet step t' (its first frame); the rows:
 - ``p (policy)``: the policy's single-draw probabilities pi_theta(X) (Plackett-Luce
   ``probs`` of the actor's logits with its temperature) on the MAE's tokens; uniform for the
   fixed maskers ``random``/``tube``;
-- ``motion``: (``--synthetic`` only) the ground truth: tokens a moving object covers;
+- ``motion``: (``--synthetic`` only) the ground truth: tokens a moving object covers
+  bright (yellow), still ones dark;
 - ``visible (random|tube)``: (``--compare``) a fixed masker's mask at the same ratio, with
   its reconstruction loss in the label;
 - ``attention``: (``--query t,h,w``) the actor's first attention layer for that token:
   per-frame spatial softmax of Eq. 1 (trajectory actors, with Eq. 2's weight over frames in
   each title) or the self-attention row (MHA actors); the query is outlined.
 
+Each heat row has its colour bar on the right (the motion row's names its two values).
 ``--gif`` also writes the same rows as an animation over all T frames (``<out>.gif``).
 """
 
@@ -60,7 +62,8 @@ from mae.registry import create_model_from_config  # noqa: E402
 from runtime import checkpoint  # noqa: E402
 from runtime.errors import one_line, user_error_types  # noqa: E402
 
-PANEL_INCHES, LABEL_INCHES, TITLE_INCHES, DPI = 1.5, 1.3, 0.35, 100
+PANEL_INCHES, LABEL_INCHES, TITLE_INCHES, COLORBAR_INCHES, DPI = 1.5, 1.3, 0.35, 0.75, 100
+MOTION_COLORS = ("#1b1b2f", "#ffd60a")  # still: near black, moving: bright yellow
 
 
 @dataclass
@@ -148,11 +151,19 @@ def policy_mask(pretrained: Pretrained, video: torch.Tensor, *, deterministic: b
     """The agent's single-draw probabilities ``(1, N)`` and its visible mask ``(1, N)`` for the clip."""
     agent, model, num_tokens = pretrained.agent, pretrained.model, pretrained.model.num_tokens
     if not agent.learns:  # fixed masker: every token equally likely to be drawn first
-        return torch.full((1, num_tokens), 1.0 / num_tokens), agent.policy.masks(1)
+        return torch.full((1, num_tokens), 1.0 / num_tokens), agent.policy.masks(1).cpu()
     logits, _ = agent.policy.actor(model.tokenize(video))
     dist = PlackettLuce(logits, k=pretrained.num_visible, temperature=agent.policy.temperature)
     action = dist.mode if deterministic else dist.sample()
-    return dist.probs, mae.indices_to_mask(action, num_tokens)
+    return dist.probs.float().cpu(), mae.indices_to_mask(action, num_tokens).cpu()
+
+
+@torch.no_grad()
+def single_draw_probs(pretrained: Pretrained, video: torch.Tensor) -> torch.Tensor:
+    """A learned agent's single-draw probabilities pi_theta(X) ``(B, N)`` of clips ``(B, 3, T, H, W)``."""
+    agent = pretrained.agent
+    logits, _ = agent.policy.actor(pretrained.model.tokenize(video))
+    return PlackettLuce(logits, k=pretrained.num_visible, temperature=agent.policy.temperature).probs.float()
 
 
 @dataclass
@@ -167,6 +178,8 @@ class Row:
     outline: tuple[int, int, int] | None = None  # (t', h, w) of the attention query
     cmap: str = "magma"
     vmin: float | None = 0.0  # None: the row's smallest value (shows the spread of a narrow range)
+    colorbar: str = ""  # the colour bar's label
+    ticks: tuple[tuple[float, str], ...] | None = None  # (value, name) pairs in place of the bar's numbers
 
 
 @dataclass
@@ -182,33 +195,39 @@ class Visualisation:
 
 def build_visualisation(pretrained: Pretrained, video: torch.Tensor, *, motion: torch.Tensor | None = None,
                         compare: str | None = None, query: tuple[int, int, int] | None = None,
-                        deterministic: bool = False, seed: int = 0, title: str = "") -> Visualisation:
-    """Run the agent and the MAE on one clip and collect the rows (see the module docstring)."""
+                        deterministic: bool = False, seed: int = 0, title: str = "",
+                        probabilities: bool = True) -> Visualisation:
+    """Run the agent and the MAE on one clip and collect the rows (see the module docstring);
+    ``probabilities=False`` leaves out the row of p (a fixed masker's is uniform)."""
     torch.manual_seed(seed)
     model, grid, tubelet = pretrained.model, pretrained.model.grid, pretrained.model.tubelet_size
-    frames = rearrange(to_pixels(video)[0], "c t h w -> t h w c").numpy()
+    frames = rearrange(to_pixels(video)[0].cpu(), "c t h w -> t h w c").numpy()
     probs, visible = policy_mask(pretrained, video, deterministic=deterministic)
-    recon, error, loss = reconstruct(model, video, visible)
-    error_map = np.where(visible[0].numpy(), np.nan, error[0].numpy())
+    recon, error, loss = reconstruct(model, video, visible.to(video.device))
+    error_map = np.where(visible[0].numpy(), np.nan, error[0].float().cpu().numpy())
     agent_name = pretrained.config["agent"]["name"]
     rows = [
         Row("input", "image", pixels=frames),
         Row(f"visible ({agent_name})", "image", pixels=dim_masked(frames, visible[0], grid, tubelet)),
-        Row(f"reconstruction\nL_R = {loss:.3f}", "image", pixels=rearrange(recon[0], "c t h w -> t h w c").numpy()),
+        Row(f"reconstruction\nL_R = {loss:.3f}", "image",
+            pixels=rearrange(recon[0].cpu(), "c t h w -> t h w c").numpy()),
         Row(f"error (masked)\n{np.nanmin(error_map):.2f}-{np.nanmax(error_map):.2f}", "heat", pixels=frames,
-            heat=error_map.reshape(grid), vmin=None),
-        Row(f"p ({agent_name})\nmax {float(probs.max()):.2g}", "heat", pixels=frames,
-            heat=probs[0].numpy().reshape(grid), cmap="viridis"),
+            heat=error_map.reshape(grid), vmin=None, colorbar="token MSE"),
     ]
+    if probabilities:
+        rows.append(Row(f"p ({agent_name})\nmax {float(probs.max()):.2g}", "heat", pixels=frames,
+                        heat=probs[0].numpy().reshape(grid), cmap="viridis",
+                        colorbar=f"p (uniform: 1/{model.num_tokens})"))
     if motion is not None:
-        rows.append(Row("motion\n(ground truth)", "heat", pixels=frames, heat=motion.float().numpy().reshape(grid),
-                        cmap="Greens"))
+        rows.append(Row("motion\n(ground truth)", "heat", pixels=frames,
+                        heat=motion.float().cpu().numpy().reshape(grid), cmap="motion",
+                        ticks=((0.0, "still"), (1.0, "moving"))))
     if compare is not None:
         generator = torch.Generator().manual_seed(seed)
         ratio = pretrained.config["mask_ratio"]
         other = (mae.random_mask(1, model.num_tokens, ratio, generator=generator) if compare == "random"
                  else mae.tube_mask(1, grid, ratio, generator=generator))
-        _, _, other_loss = reconstruct(model, video, other)
+        _, _, other_loss = reconstruct(model, video, other.to(video.device))
         rows.append(Row(f"visible ({compare})\nL_R = {other_loss:.3f}", "image",
                         pixels=dim_masked(frames, other[0], grid, tubelet)))
     if query is not None:
@@ -230,7 +249,12 @@ def _attention_row(pretrained: Pretrained, video: torch.Tensor, query: tuple[int
     if attention.temporal is not None:
         titles = [f"Eq.2 {w:.2f}" for w in attention.temporal.mean(0).tolist()]
     return Row(f"attention\n{attention.kind}", "heat", pixels=frames, heat=heat, titles=titles, outline=query,
-               cmap="inferno", vmin=None)
+               cmap="inferno", vmin=None, colorbar="attention")
+
+
+def clip_figure(pretrained: Pretrained, video: torch.Tensor, *, compact: bool = True, **options) -> Figure:
+    """:func:`build_visualisation`'s rows drawn by :func:`make_figure` (TensorBoard's figures: compact)."""
+    return make_figure(build_visualisation(pretrained, video, **options), compact=compact)
 
 
 def _upsample(heat: np.ndarray, size: int) -> np.ndarray:
@@ -238,42 +262,84 @@ def _upsample(heat: np.ndarray, size: int) -> np.ndarray:
 
 
 def _value_range(row: Row) -> tuple[float, float]:
+    if row.ticks is not None:
+        return row.ticks[0][0], row.ticks[-1][0]
     finite = row.heat[np.isfinite(row.heat)]
     if finite.size == 0:
         return 0.0, 1.0
-    return (float(finite.min()) if row.vmin is None else row.vmin), float(finite.max())
+    low, high = (float(finite.min()) if row.vmin is None else row.vmin), float(finite.max())
+    return low, max(high, low + 1e-12)  # a constant map still gets a colour bar
 
 
-def _draw(ax, row: Row, frame: np.ndarray, heat: np.ndarray | None, patch: int) -> None:
-    """An image row's frame, or a heat row's map over the grey frame (NaN = not drawn)."""
+def _norm(row: Row):
+    from matplotlib.colors import Normalize
+
+    if row.ticks is not None:  # one colour per named value, each tick at the middle of its colour
+        return Normalize(row.ticks[0][0] - 0.5, row.ticks[-1][0] + 0.5)
+    return Normalize(*_value_range(row))
+
+
+def _colormap(row: Row):
+    if row.cmap == "motion":
+        from matplotlib.colors import ListedColormap
+
+        return ListedColormap(MOTION_COLORS)
+    return row.cmap
+
+
+def _draw(ax, row: Row, frame: np.ndarray, heat: np.ndarray | None, patch: int):
+    """An image row's frame, or a heat row's map over the grey frame (NaN = not drawn); returns the heat's image."""
     ax.imshow(frame if row.kind == "image" else frame.mean(-1), cmap=None if row.kind == "image" else "gray",
               vmin=0, vmax=1, interpolation="nearest")
-    if heat is not None:
-        vmin, vmax = _value_range(row)
-        ax.imshow(np.ma.masked_invalid(_upsample(heat, patch)), cmap=row.cmap, vmin=vmin, vmax=vmax, alpha=0.75,
-                  interpolation="nearest")
+    if heat is None:
+        return None
+    return ax.imshow(np.ma.masked_invalid(_upsample(heat, patch)), cmap=_colormap(row), norm=_norm(row),
+                     alpha=_alpha(row), interpolation="nearest")
+
+
+def _alpha(row: Row) -> float:
+    return 0.9 if row.ticks is not None else 0.75  # the motion row: its named colours, the frame barely through
 
 
 def figure_size(num_rows: int, num_cols: int) -> tuple[float, float]:
-    """Inches of the figure: a label margin plus square panels (the PNG is this times DPI)."""
-    return LABEL_INCHES + num_cols * PANEL_INCHES, TITLE_INCHES + num_rows * PANEL_INCHES
+    """Inches of the figure: a label margin, square panels, a colour-bar margin (the PNG is this times DPI)."""
+    return LABEL_INCHES + num_cols * PANEL_INCHES + COLORBAR_INCHES, TITLE_INCHES + num_rows * PANEL_INCHES
 
 
-def make_figure(vis: Visualisation) -> Figure:
-    """One column per tubelet step, one row per :class:`Row`; Agg backend, no colorbars."""
+def _add_colorbar(fig: Figure, image, row: Row, last_ax, width: float) -> None:
+    """The row's colour bar in the right margin, beside its last panel."""
+    box = last_ax.get_position()
+    cax = fig.add_axes((box.x1 + 0.08 / width, box.y0 + 0.1 * box.height, 0.1 / width, 0.8 * box.height))
+    bar = fig.colorbar(image, cax=cax)
+    if bar.solids is not None:
+        bar.solids.set_alpha(1.0)
+    bar.ax.tick_params(labelsize=6, length=2)
+    if row.ticks is not None:
+        bar.set_ticks([value for value, _ in row.ticks], labels=[name for _, name in row.ticks])
+    if row.colorbar:
+        bar.set_label(row.colorbar, fontsize=6, labelpad=2)
+
+
+def make_figure(vis: Visualisation, *, compact: bool = False) -> Figure:
+    """One column per tubelet step, one row per :class:`Row`, a colour bar per heat row; Agg backend.
+    ``compact``: each row one image (the steps side by side), a third of the drawing time (TensorBoard's)."""
+    if compact:
+        return _compact_figure(vis)
     steps, grid_h = vis.grid[0], vis.grid[1]
     patch = vis.frames.shape[1] // grid_h
     width, height = figure_size(len(vis.rows), steps)
     fig, axes = plt.subplots(len(vis.rows), steps, figsize=(width, height), dpi=DPI, squeeze=False)
-    fig.subplots_adjust(left=LABEL_INCHES / width, right=0.995, bottom=0.01, top=1 - TITLE_INCHES / height,
-                        wspace=0.04, hspace=0.1)
+    fig.subplots_adjust(left=LABEL_INCHES / width, right=1 - COLORBAR_INCHES / width, bottom=0.01,
+                        top=1 - TITLE_INCHES / height, wspace=0.04, hspace=0.1)
     fig.suptitle(vis.title, fontsize=9, y=1 - 0.05 / height * 2, va="top")
     for r, row in enumerate(vis.rows):
+        image = None
         for c in range(steps):
             ax = axes[r, c]
             frame_index = c * vis.tubelet
             source = row.pixels if row.pixels is not None else vis.frames
-            _draw(ax, row, source[frame_index], None if row.heat is None else row.heat[c], patch)
+            drawn = _draw(ax, row, source[frame_index], None if row.heat is None else row.heat[c], patch)
+            image = drawn if drawn is not None else image
             if row.outline is not None and row.outline[0] == c:
                 _, qh, qw = row.outline
                 ax.add_patch(plt.Rectangle((qw * patch - 0.5, qh * patch - 0.5), patch, patch, fill=False,
@@ -285,6 +351,55 @@ def make_figure(vis: Visualisation) -> Figure:
             elif r == 0:
                 ax.set_title(f"t'={c} (frame {frame_index})", fontsize=7, pad=2)
         axes[r, 0].set_ylabel(row.label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+        if image is not None:
+            _add_colorbar(fig, image, row, axes[r, -1], width)
+    return fig
+
+
+def _row_strip(row: Row, vis: Visualisation, patch: int, gap: int) -> np.ndarray:
+    """A row's panels as one RGB image ``(H, T' * (W + gap) - gap, 3)``: the frame, or the heat blended over it."""
+    from matplotlib import colormaps
+
+    source = row.pixels if row.pixels is not None else vis.frames
+    panels = []
+    for c in range(vis.grid[0]):
+        frame = np.clip(source[c * vis.tubelet], 0.0, 1.0)
+        if row.kind == "heat":
+            grey = np.repeat(frame.mean(-1, keepdims=True), 3, axis=-1)
+            heat = _upsample(row.heat[c], patch)
+            cmap = _colormap(row)
+            cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
+            colour = cmap(_norm(row)(np.nan_to_num(heat)))[..., :3]
+            alpha = np.where(np.isfinite(heat), _alpha(row), 0.0)[..., None]
+            frame = grey * (1 - alpha) + colour * alpha
+        panels.append(frame)
+        panels.append(np.ones((frame.shape[0], gap, 3)))
+    return np.concatenate(panels[:-1], axis=1)
+
+
+def _compact_figure(vis: Visualisation) -> Figure:
+    from matplotlib.cm import ScalarMappable
+
+    steps, patch, gap = vis.grid[0], vis.frames.shape[1] // vis.grid[1], 2
+    panel, label, bar, title = 0.9, 1.1, 0.75, 0.3
+    width, height = label + steps * panel + bar, title + len(vis.rows) * panel
+    fig, axes = plt.subplots(len(vis.rows), 1, figsize=(width, height), dpi=DPI, squeeze=False)
+    fig.subplots_adjust(left=label / width, right=1 - bar / width, bottom=0.01, top=1 - title / height, hspace=0.08)
+    fig.suptitle(vis.title, fontsize=8, y=1 - 0.04 / height, va="top")
+    size = vis.frames.shape[2]
+    for r, row in enumerate(vis.rows):
+        ax = axes[r, 0]
+        ax.imshow(_row_strip(row, vis, patch, gap), interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_xticks([])
+        if r == 0:
+            ax.xaxis.set_ticks_position("top")
+            ax.set_xticks([c * (size + gap) + size / 2 for c in range(steps)],
+                          labels=[f"t'={c}" for c in range(steps)], fontsize=6)
+            ax.tick_params(length=0, pad=1)
+        ax.set_ylabel(row.label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
+        if row.kind == "heat":
+            _add_colorbar(fig, ScalarMappable(_norm(row), _colormap(row)), row, ax, width)
     return fig
 
 

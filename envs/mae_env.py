@@ -332,6 +332,8 @@ class MAEVectorEnv(VectorEnv):
         """Gymnasium's vector layout: ``{key: (B, ...) array, "_key": (B,) bool}``, new arrays each call."""
         values = {"token_error": _numpy(token_error).astype(np.float32, copy=False), "visible": _numpy(visible),
                   **{key: self._batch[key].copy() for key in ("clip_index", "label", "group")}}
+        if self._batch["motion"] is not None:  # built-in data: the tokens a moving object covers
+            values["motion"] = _numpy(self._batch["motion"]).astype(bool)
         every_clip = np.ones(self.num_envs, dtype=bool)
         return {**values, **{f"_{key}": every_clip for key in values}}
 

@@ -132,9 +132,17 @@ class StepSchedule:
         self.step_update(0)
 
     def describe(self, name: str = "lr", paper_total_batch: int | None = None) -> str:
-        """One line for the start of a run (see :meth:`LearningRates.describe`) with the step counts."""
-        return (f"{self.rates.describe(name, paper_total_batch)}; {self.warmup_steps} warm-up steps, then cosine "
-                f"to the floor at step {len(self.values)}")
+        """One plain sentence for the start of a run (where each value came from: :meth:`LearningRates.describe`,
+        the run's config.yaml), and the note when the total batch is not the paper's."""
+        rates = self.rates
+        rise = (f"rises from {rates.warmup_start:.3g} to {rates.peak:.3g} over {self.warmup_steps} steps, then "
+                if self.warmup_steps else f"starts at {rates.peak:.3g} and ")
+        line = f"{name} {rise}falls along a cosine to {rates.floor:.3g} at step {len(self.values)}."
+        if paper_total_batch is not None and rates.total_batch != paper_total_batch:
+            line += (f" Note: the total batch is {rates.total_batch}, not the paper's {paper_total_batch}, so the "
+                     f"peak lr is {rates.peak:.4g}" + (f" (the paper's: {rates.peak * paper_total_batch / rates.total_batch:.4g})."
+                                                      if rates.sources["peak"] != "absolute" else " (absolute)."))
+        return line
 
     def __len__(self) -> int:
         return len(self.values)

@@ -21,7 +21,7 @@ from runtime.errors import CheckpointError, ConfigError, UserError, warn
 RESUMABLE_KEYS: tuple[str, ...] = (
     "resume", "output_dir", "device", "data.num_workers",
     "train.epochs", "train.max_steps",
-    "train.log_every", "train.eval_every", "train.dump_buffer_every",
+    "train.log_every", "train.eval_every", "train.log_figures", "train.dump_buffer_every",
     "train.save_ckpt_freq", "train.save_every_steps", "train.max_consecutive_skips",
 )
 """Keys that may differ between a run and its resume: where it stops, how it logs and saves,

@@ -516,8 +516,17 @@ def test_visualisation_rows_for_every_agent(tmp_path, agent, overrides):
     assert labels == expected
     probs = vis.rows[4].heat
     assert probs.shape == (2, 2, 2) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+    heat_rows = [row for row in vis.rows if row.kind == "heat"]
+    assert [row.label.split("\n")[0] for row in heat_rows] == ["error (masked)", f"p ({agent})", "motion"] + (
+        ["attention"] if learned else [])
     fig = make_figure(vis)
-    assert len(fig.axes) == len(expected) * 2  # rows x T' columns
+    assert len(fig.axes) == len(expected) * 2 + len(heat_rows)  # rows x T' columns, a colour bar per heat row
+    motion_bar = fig.axes[len(expected) * 2 + 2]  # the motion row's: its two values named
+    assert [label.get_text() for label in motion_bar.get_yticklabels()] == ["still", "moving"]
+    compact = make_figure(vis, compact=True)  # TensorBoard's: one image per row
+    assert len(compact.axes) == len(expected) + len(heat_rows)
+    without_p = build_visualisation(pretrained, video, motion=motion, probabilities=False)
+    assert "p (" not in " ".join(row.label for row in without_p.rows)
 
 
 def test_visualise_cli_writes_png_and_gif(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import h5py
@@ -24,16 +25,20 @@ PROBS = np.array([[0.5, 0.3, 0.1, 0.05, 0.05, 0.0],  # half the mass: 1 token
 ADV = np.array([0.1, -0.2, np.nan, 0.4])  # one episode the update never saw
 
 
-def filled_buffer() -> VectorReplayBuffer:
+MOTION = np.array([[1, 1, 0, 0, 0, 0]] * 4, dtype=bool)  # tokens 0 and 1 move in every clip
+
+
+def filled_buffer(motion: bool = False) -> VectorReplayBuffer:
     buffer = VectorReplayBuffer(8, 2, ignore_obs_next=True)  # two sub-buffers: dumped flat
     for step in range(2):
         rows = slice(2 * step, 2 * step + 2)
         visible = torch.zeros(2, N, dtype=torch.bool).scatter_(1, torch.as_tensor(ACT[rows]), True)
         probs = torch.tensor(PROBS[rows], dtype=torch.float32)
+        labels = {"motion": MOTION[rows]} if motion else {}
         buffer.add(Batch(
             obs=torch.randn(2, N, 4), act=ACT[rows], rew=REW[rows], terminated=np.ones(2, bool),
             truncated=np.zeros(2, bool),
-            info=Batch(visible=visible, token_error=torch.rand(2, N) * ~visible, group=np.arange(2)),
+            info=Batch(visible=visible, token_error=torch.rand(2, N) * ~visible, group=np.arange(2), **labels),
             policy=Batch(probs=probs, adv=torch.tensor(ADV[rows], dtype=torch.float32),
                          log_prob=torch.tensor([-3.0, -2.0]) - step,
                          entropy=-(probs * probs.clamp_min(1e-12).log()).sum(1)),
@@ -113,3 +118,36 @@ def test_cli_prints_summary_and_writes_png(tmp_path, capsys):
     no_grid = dump_hdf5(filled_buffer(), tmp_path / "nogrid.h5")
     with pytest.raises(ValueError, match="grid"):
         inspector.main([str(no_grid), "--png", str(png)])
+
+
+def test_motion_enrichment_and_the_buffer_step(tmp_path):
+    path = dump_hdf5(filled_buffer(motion=True), tmp_path / "buffer-000016.h5",
+                     metadata={"grid": GRID, "num_tokens": N, "num_visible": K, "agent": "ppo", "step": 80})
+    summary = inspector.summarize(*read_rollouts(path))
+    # visible moving tokens per clip (of 2 moving, K = 2 of N = 6 visible): 1, 1, 1, 1 -> (1/2) / (2/6) = 1.5
+    assert summary["motion_enrichment"]["visible"] == pytest.approx(1.5)
+    # p on tokens 0-1 over their share 2/6, per clip: 0.8, 1/3, 0.4, 0.49
+    assert summary["motion_enrichment"]["p"] == pytest.approx(np.mean([0.8, 1 / 3, 0.4, 0.49]) * 3)
+    assert "motion_enrichment" not in inspector.summarize(*read_rollouts(dump_hdf5(filled_buffer(), tmp_path / "x.h5")))
+    _, metadata = read_rollouts(path)
+    assert inspector.buffer_step(metadata, path) == "MAE step 80, policy update 16"
+    assert inspector.buffer_step({}, tmp_path / "buffer-000032.h5") == "policy update 32"
+    title = inspector._title(summary, metadata, path)
+    assert "buffer-000016.h5 - ppo - MAE step 80, policy update 16" in title and "motion enrichment 1.50" in title
+
+
+def test_several_buffers_show_how_the_policy_changed(tmp_path, capsys):
+    paths = [dump_hdf5(filled_buffer(motion=True), tmp_path / f"buffer-{n:06d}.h5",
+                       metadata={"grid": GRID, "num_tokens": N, "num_visible": K, "step": 4 * n, "policy_update": n})
+             for n in (2, 4, 6)]
+    png = tmp_path / "change.png"
+    assert inspector.main([*map(str, paths), "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== ") == 3 and "(MAE step 8, policy update 2)" in out and "motion_enrichment" in out
+    assert "the policy across 3 buffers" in out and png.stat().st_size > 1000
+    assert inspector.main([*map(str, paths[:2]), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [entry["at"] for entry in listed] == ["MAE step 8, policy update 2", "MAE step 16, policy update 4"]
+    other = dump_hdf5(filled_buffer(), tmp_path / "other.h5", metadata={"grid": [1, 2, 3], "num_tokens": N})
+    with pytest.raises(ValueError, match="compare buffers of one run"):
+        inspector.main([str(paths[0]), str(other), "--png", str(png)])

@@ -178,3 +178,125 @@ def test_start_notes_fire_where_a_setting_does_less_than_it_seems(tmp_path, over
         run.writer.close()
         run.lock.release()
     assert len(notes) == len(expected) and all(e in n for e, n in zip(expected, notes)), notes
+
+
+def start_warnings(tmp_path, *overrides) -> tuple[list[str], list[str]]:
+    """train_joint.phase_notes of a run built with ``overrides`` (closed again, no step taken)."""
+    import train_joint
+
+    run = train_joint.build_run(compose_cfg(*overrides, f"output_dir={tmp_path / 'notes'}"))
+    try:
+        return train_joint.phase_notes(run)
+    finally:
+        run.clips.close()
+        run.writer.close()
+        run.lock.release()
+        import shutil
+
+        shutil.rmtree(tmp_path / "notes")
+
+
+@pytest.mark.parametrize("overrides, no_cycle, clip", [
+    # the testbed's: GRPO's groups of 4 make an epoch 256 steps, all of them random masking; PPO's is 64
+    (["agent=grpo", "train.max_steps=64"], True, True),
+    (["train.max_steps=64"], True, True),
+    (["train.max_steps=65"], False, True),
+    ([], False, True),  # the default run: 512 steps, the sampler from step 65
+    # SMALL: 4 steps an epoch (PPO), 16 (GRPO: one clip a step)
+    ([*SMALL, "train.max_steps=4"], True, True),
+    ([*SMALL, "train.max_steps=5"], False, True),
+    ([*SMALL[:-1], "agent=grpo", "train.max_steps=16"], True, True),
+    ([*SMALL[:-1], "agent=grpo", "train.max_steps=17"], False, True),
+    ([*SMALL, "train.max_steps=8", "agent.update_steps_policy=2"], False, False),
+    ([*SMALL, "train.max_steps=8", "agent.batch_size=2"], False, False),  # 2 minibatches of the 4 episodes
+    ([*SMALL, "train.max_steps=8", "agent.batch_size=3"], False, True),  # Tianshou merges the short last one
+    ([*SMALL, "train.max_steps=8", "train.update_steps_mae=2", "agent.batch_size=4"], False, False),
+    ([*SMALL[:-1], "agent=random", "train.max_steps=2"], False, False),  # a fixed masker masks from step 1
+    ([*SMALL[:-1], "agent=reinforce", "train.max_steps=2"], False, False),  # AdaMAE's recipe: from step 1, no clip
+], ids=["grpo-64", "ppo-64", "ppo-65", "default", "small-4", "small-5", "grpo-16", "grpo-17", "passes", "minibatches",
+        "merged-minibatch", "cycle-of-2", "random", "adamae"])
+def test_start_warnings_fire_where_the_run_tests_less_than_it_seems(tmp_path, overrides, no_cycle, clip):
+    lines, warnings = start_warnings(tmp_path, "data.num_workers=0", *overrides)
+    assert len(lines) == 1 and "per epoch" in lines[0]
+    assert any("before the sampler's first cycle" in w for w in warnings) == no_cycle
+    assert any("the clip never acts" in w for w in warnings) == clip
+    assert len(warnings) == no_cycle + clip
+    if no_cycle:
+        phase_end = 256 if overrides[:1] == ["agent=grpo"] else 64 if "data.synthetic_clips=16" not in overrides \
+            else 16 if "agent=grpo" in overrides else 4
+        assert f"to step {phase_end}" in warnings[0] and f"of {phase_end} steps" in warnings[0]
+        assert f"random masking until step {phase_end}" in lines[0]
+
+
+def test_the_warnings_are_printed_at_start(tmp_path, capsys):
+    import train_joint
+
+    train_joint.train(compose_cfg(*SMALL, "train.max_steps=4", "train.eval_every=0", f"output_dir={tmp_path}"))
+    captured = capsys.readouterr()
+    assert "4 MAE steps, 4 per epoch; random masking until step 4" in captured.out
+    assert "warning: the run ends at step 4, before the sampler's first cycle" in captured.err
+    assert "warning: agent=ppo updates in one gradient step" in captured.err
+    assert "The MAE's learning rate rises from 0 to" in captured.out
+
+
+def tensorboard_tags(folder: Path) -> dict[str, list[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tb"), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def test_tensorboard_figures_and_the_histogram_of_p(tmp_path):
+    """At every held-out score: the visualiser's figure of 2 held-out clips and the histogram of p."""
+    import train_joint
+
+    train_joint.train(compose_cfg(*SMALL, "train.max_steps=4", "train.eval_every=2", f"output_dir={tmp_path}"))
+    events = tensorboard_tags(tmp_path)
+    assert events.Tags()["images"] == ["figures/clip_0", "figures/clip_1"]
+    assert [image.step for image in events.Images("figures/clip_0")] == [2, 4]
+    assert events.Tags()["histograms"] == ["policy/p"]
+    assert [e.step for e in events.Scalars("perf/figures_time_s")] == [2, 4]
+
+
+@pytest.mark.parametrize("agent", ["ppo", "random"])
+def test_drawing_the_figures_leaves_the_run_as_it_was(tmp_path, agent):
+    """Drawing samples masks: every random state the run draws from is put back, and the modes of the
+    MAE and the agent; a fixed masker gets the figure without p and no histogram; the switch turns it off."""
+    import train_joint
+    from runtime import rng
+
+    extra = SMALL if agent == "ppo" else [o for o in SMALL if not o.startswith("agent.")]
+    run = train_joint.build_run(compose_cfg(*extra, f"agent={agent}", "data.num_workers=0",
+                                            f"output_dir={tmp_path / 'run'}"))
+    try:
+        before = rng.capture(run.generators, run.device)
+        modes = run.model.training, run.agent.algorithm.training
+        assert run.pictures(run.writer, 7) > 0
+        after = rng.capture(run.generators, run.device)
+        assert torch.equal(before["torch"], after["torch"]) and before["python"] == after["python"]
+        assert all(torch.equal(before["generators"][k], after["generators"][k]) for k in before["generators"])
+        assert (run.model.training, run.agent.algorithm.training) == modes
+        run.writer.flush()
+        events = tensorboard_tags(tmp_path / "run")
+        assert events.Tags()["images"] == ["figures/clip_0", "figures/clip_1"]
+        assert events.Tags()["histograms"] == (["policy/p"] if agent == "ppo" else [])
+    finally:
+        run.clips.close()
+        run.writer.close()
+        run.lock.release()
+    off = train_joint.build_run(compose_cfg(*extra, f"agent={agent}", "data.num_workers=0", "train.log_figures=false",
+                                            f"output_dir={tmp_path / 'off'}"))
+    off.clips.close()
+    off.writer.close()
+    off.lock.release()
+    assert off.pictures is None
+
+
+def test_progress_bar_fields():
+    import train_joint
+
+    assert train_joint.progress_fields({"mae/loss": 0.04123, "env/reward_mean": 1.0}) == {"mae": "0.0412"}
+    assert train_joint.progress_fields({"mae/loss": 0.04, "policy/entropy": 4.8123, "policy/motion_enrichment": 2.5,
+                                        "eval/score": 61.27}) == {"mae": "0.0400", "H": "4.81", "enrich": "2.50",
+                                                                   "score": "61.3"}
