@@ -250,3 +250,19 @@ def test_bench_startup_refuses_zero_repeats(capsys):
     with pytest.raises(SystemExit) as stop:
         bench_startup.main(["--repeats", "0"])
     assert stop.value.code == 2 and "--repeats must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry, args", [
+    (["-m", "downstream.linear_probe"], ["checkpoint={h5}", "output_dir={out}"]),
+    (["-m", "downstream.finetune"], ["checkpoint={h5}", "output_dir={out}"]),
+    (["-m", "downstream.visualise"], ["--checkpoint", "{h5}", "--synthetic", "1", "--out", "{out}/v.png"]),
+    (["-m", "downstream.linear_probe"], ["checkpoint={ckpt}", "checkpoint_format=videomae", "output_dir={out}"]),
+])
+def test_downstream_commands_name_a_file_that_is_not_their_checkpoint(tmp_path, existing_run, entry, args):
+    h5 = tmp_path / "buffer.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)  # an HDF5 signature: not a pickle
+    argv = [arg.format(h5=h5, out=tmp_path / "out", ckpt=existing_run / "checkpoint-latest.pt") for arg in args]
+    result = subprocess.run([sys.executable, *entry, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "cannot be read as a checkpoint" in lines[0] or "is corrupt" in lines[0]
