@@ -17,6 +17,7 @@ from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from agents.algorithms.config import scheduled_temperature
 from agents.algorithms.spec import EnvSpec
 from runtime.nonfinite import NonFiniteGuard
 
@@ -63,6 +64,24 @@ class Agent:
     def learns(self) -> bool:
         """The algorithm has weights to train (the fixed maskers' has none)."""
         return any(p.requires_grad for p in self.algorithm.parameters())
+
+    def set_step(self, step: int, total_steps: int) -> dict[str, float]:
+        """Put the policy at ``step`` of the run's ``total_steps`` before a collection: the softmax
+        temperature of ``softmax_temp`` .. ``softmax_temp_end`` (:func:`scheduled_temperature`).
+
+        A function of the step alone, so a resumed run continues the schedule where it stopped. Called
+        once per cycle before collecting; the update that follows uses the same temperature.
+
+        :return: ``{"policy/temperature": tau}`` for a policy with a temperature, else ``{}``.
+        """
+        if not hasattr(self.policy, "temperature"):
+            return {}
+        end = getattr(self.config, "softmax_temp_end", None)
+        if end is not None:
+            self.policy.temperature = scheduled_temperature(
+                float(self.config.softmax_temp), float(end), getattr(self.config, "softmax_temp_decay", "exp"),
+                step, total_steps)
+        return {"policy/temperature": float(self.policy.temperature)}
 
     def update(self, buffer: ReplayBuffer) -> dict[str, float]:
         """Phase 2 of Algorithm 1: learn from every episode in ``buffer`` (lines 15-20).
