@@ -173,3 +173,8 @@ def test_schedule_position_survives_a_resume(tmp_path):
     assert full["policy/temperature"] == pytest.approx(scheduled_temperature(3.0, 0.3, "exp", 5, 8))
     for key in ("policy/loss", "env/reward_mean"):
         assert resumed[key] == full[key], key
+    # the checkpoint keeps the temperature the schedule reached: a loaded policy samples at it
+    from benchmark.evaluate import load_policy
+
+    policy, _, _ = load_policy(tmp_path / "full")
+    assert policy.temperature == pytest.approx(full["policy/temperature"])

@@ -125,8 +125,11 @@ class Agent:
 
     def state_dict(self) -> dict[str, Any]:
         """The algorithm's state (actor, critic, reference policy, optimisers; a fixed masker's
-        generator) and the skip count."""
-        return {"algorithm": self.algorithm.state_dict(), "skipped_nonfinite": self.guard.state_dict()}
+        generator), the skip count and the policy's current softmax temperature."""
+        state = {"algorithm": self.algorithm.state_dict(), "skipped_nonfinite": self.guard.state_dict()}
+        if hasattr(self.policy, "temperature"):  # where a temperature schedule left it: a loaded policy samples so
+            state["temperature"] = float(self.policy.temperature)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "algorithm" not in state:  # a fixed masker's checkpoint from before it had an algorithm
@@ -134,6 +137,8 @@ class Agent:
             return
         self.algorithm.load_state_dict(dict(state["algorithm"]))  # it pops the optimizer key
         self.guard.load_state_dict(state.get("skipped_nonfinite", {}))  # absent in checkpoints before the count
+        if "temperature" in state and hasattr(self.policy, "temperature"):
+            self.policy.temperature = float(state["temperature"])
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, algorithm={type(self.algorithm).__name__})"

@@ -1,0 +1,136 @@
+"""AutoGaze's first stage on the frozen-MAE benchmark: imitation before RL, and a temperature schedule.
+
+    python -m benchmark teacher --teacher greedy --clips 128          # the greedy oracle's orders on training clips
+    python -m benchmark teacher --teacher motion --clips 128
+    python -m benchmark.stage1 --steps 128 --seeds 0 1 2              # the arms below, one run at a time
+
+Arms (TATS PPO, the CPU preset's, as the leaderboard's ``tats-ppo``; the same RL episodes for every arm
+that has RL):
+
+- ``rl``: RL alone;
+- ``imitation-greedy`` / ``imitation-motion``: imitation of the teacher's orders alone (no RL step);
+- ``imitation-greedy+rl`` / ``imitation-motion+rl``: imitation, then the same RL;
+- ``temperature``: RL with the softmax temperature decayed 3 -> 0.3 exponentially over the run (AutoGaze's
+  ``temp_schedule_args``); ``rl`` is its constant temperature of 1.
+
+Each run is scored at 0.75, 0.9 and 0.95 (:func:`benchmark.evaluate.evaluate_run`); the report (``stage1.md``,
+``stage1.json``, ``stage1.png`` in ``--out``) has mean ± 95 % Student-t half-width over seeds and the
+differences to ``rl`` paired by seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
+from benchmark.leaderboard import LABELS, figure, reference_rows, score_curve, summarise, table, train_arm
+from runtime.stats import interval
+
+BATCH = 16
+
+
+def arms(teachers: dict[str, Path]) -> dict[str, tuple[list[str], bool]]:
+    """Arm name -> (train_joint.py overrides, whether it takes RL steps)."""
+    out: dict[str, tuple[list[str], bool]] = {"rl": (["agent=ppo"], True)}
+    for name, path in teachers.items():
+        out[f"imitation-{name}+rl"] = (["agent=ppo", f"train.imitate={path}"], True)
+        out[f"imitation-{name}"] = (["agent=ppo", f"train.imitate={path}"], False)
+    out["temperature"] = (["agent=ppo", "agent.softmax_temp=3.0", "agent.softmax_temp_end=0.3",
+                           "agent.softmax_temp_decay=exp"], True)
+    return out
+
+
+def overrides(arm: list[str], seed: int, *, mae: Path, steps: int, eval_every: int, run_dir: Path) -> list[str]:
+    """One arm's train_joint.py command line (the leaderboard's, at 0.9)."""
+    return [*arm, "train.mae=frozen", f"model.init_checkpoint={mae}", f"seed={seed}", "mask_ratio=0.9",
+            f"train.max_steps={steps}", f"train.epochs={max(1, math.ceil(steps / 64))}", f"train.eval_every={eval_every}",
+            f"train.eval_clips={BENCHMARK_CLIPS}", "train.dump_buffer_every=0", "data.num_workers=0",
+            f"output_dir={run_dir}"]
+
+
+def paired(runs: list[dict[str, Any]], arm: str, base: str, ratio: str, key: str = "score") -> tuple[float, float]:
+    """Mean and 95 % half-width of ``arm - base`` paired by seed."""
+    by_seed = {r["seed"]: r["eval"]["ratios"][ratio][key] for r in runs if r["arm"] == base}
+    diffs = [r["eval"]["ratios"][ratio][key] - by_seed[r["seed"]] for r in runs if r["arm"] == arm
+             and r["seed"] in by_seed]
+    return interval(diffs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.stage1", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mae", default="runs/benchmark/mae-seed0/checkpoint-latest.pt")
+    parser.add_argument("--teachers", nargs="+", default=["greedy=runs/benchmark/teachers/greedy-0.9-128.pt",
+                                                          "motion=runs/benchmark/teachers/motion-0.9-128.pt"])
+    parser.add_argument("--arms", nargs="+", default=None, help="default: every arm")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=128, help="RL steps per run (16 episodes each)")
+    parser.add_argument("--eval-every", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="runs/benchmark/stage1")
+    args = parser.parse_args(argv)
+
+    mae, out = Path(args.mae), Path(args.out)
+    teachers = {item.partition("=")[0]: Path(item.partition("=")[2]) for item in args.teachers}
+    table_of_arms = arms(teachers)
+    chosen = args.arms or list(table_of_arms)
+    ratios = sorted(EVAL_RATIOS)
+    runs: list[dict[str, Any]] = []
+    for arm in chosen:
+        arm_overrides, has_rl = table_of_arms[arm]
+        steps = args.steps if has_rl else 0
+        for seed in args.seeds:
+            run_dir = out / "runs" / f"{arm}-seed{seed}"
+            wall = train_arm(arm, seed, run_dir, overrides(arm_overrides, seed, mae=mae, steps=steps,
+                                                           eval_every=args.eval_every, run_dir=run_dir),
+                             threads=args.threads)
+            imitation = run_dir / "imitation.json"
+            runs.append({"arm": arm, "seed": seed, "wall_s": wall, "episodes": steps * BATCH, "run_dir": str(run_dir),
+                         "curve": score_curve(run_dir, BATCH) if steps else [],
+                         "imitation": json.loads(imitation.read_text()) if imitation.is_file() else None})
+            print(f"{arm} seed {seed}: {wall:.0f} s", flush=True)
+    for result in runs:
+        result["eval"] = evaluate_run(result["run_dir"], ratios=ratios, cache_dir=reference_cache(mae), progress=False)
+    references = reference_rows(mae, ratios, BENCHMARK_CLIPS)
+    summary = summarise(runs, 0.9)
+    for arm in chosen:
+        if arm != "rl" and "rl" in chosen:
+            summary[arm]["vs_rl"] = {f"{r:g}": paired(runs, arm, "rl", f"{r:g}") for r in ratios}
+            summary[arm]["vs_rl_top_k"] = paired(runs, arm, "rl", "0.9", "score_top_k")
+        walls = [r["imitation"]["wall_s"] for r in runs if r["arm"] == arm and r["imitation"]]
+        if walls:
+            summary[arm]["imitation_wall_s"] = interval(walls)
+    lines = [table(summary, references, 0.9), "", "| arm | vs rl @ 0.75 | vs rl @ 0.9 | vs rl @ 0.95 | vs rl, top-K @ 0.9 |"
+             " imitation wall s |", "|---|---|---|---|---|---|"]
+    for arm, row in summary.items():
+        if "vs_rl" in row:
+            cells = " | ".join(f"{row['vs_rl'][f'{r:g}'][0]:+.1f} ± {row['vs_rl'][f'{r:g}'][1]:.1f}" for r in ratios)
+            imit = row.get("imitation_wall_s")
+            lines.append(f"| {arm} | {cells} | {row['vs_rl_top_k'][0]:+.1f} ± {row['vs_rl_top_k'][1]:.1f} | "
+                         f"{'-' if imit is None else f'{imit[0]:.1f}'} |")
+    text = "\n".join(lines)
+    teacher_walls = {}
+    for name, path in teachers.items():
+        import torch
+
+        if path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            teacher_walls[name] = {"wall_s": state["wall_s"], "clips": int(state["order"].shape[0]), "k": state["k"]}
+    report = {"mae_checkpoint": str(mae), "steps": args.steps, "episodes": args.steps * BATCH, "seeds": args.seeds,
+              "teachers": {**{k: str(v) for k, v in teachers.items()}}, "teacher_cost": teacher_walls,
+              "summary": summary, "references": references, "runs": runs}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stage1.json").write_text(json.dumps(report, indent=1))
+    (out / "stage1.md").write_text(text + "\n")
+    LABELS.update({"rl": "RL alone (TATS PPO)", "temperature": "RL, temperature 3 -> 0.3"})
+    figure([r for r in runs if r["curve"]], references, 0.9, out / "stage1.png")
+    print(text)
+    print(f"\nwrote {out / 'stage1.md'}, {out / 'stage1.json'}, {out / 'stage1.png'}")
+
+
+if __name__ == "__main__":
+    main()
