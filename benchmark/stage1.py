@@ -1,8 +1,8 @@
 """AutoGaze's first stage on the frozen-MAE benchmark: imitation before RL, and a temperature schedule.
 
-    python -m benchmark teacher --teacher greedy --clips 128          # the greedy oracle's orders on training clips
-    python -m benchmark teacher --teacher motion --clips 128
-    python -m benchmark.stage1 --steps 128 --seeds 0 1 2              # the arms below, one run at a time
+    python -m benchmark teacher --teacher greedy --clips 32           # the greedy oracle's orders on training clips
+    python -m benchmark teacher --teacher motion --clips 32
+    python -m benchmark.stage1 --steps 64 --seeds 0 1 2               # the arms below, one run at a time
 
 Arms (TATS PPO, the CPU preset's, as the leaderboard's ``tats-ppo``; the same RL episodes for every arm
 that has RL):
@@ -33,20 +33,22 @@ from runtime.stats import interval
 BATCH = 16
 
 
-def arms(teachers: dict[str, Path]) -> dict[str, tuple[list[str], bool]]:
-    """Arm name -> (train_joint.py overrides, whether it takes RL steps)."""
-    out: dict[str, tuple[list[str], bool]] = {"rl": (["agent=ppo"], True)}
+def arms(teachers: dict[str, Path], out: Path, imitate: list[str]) -> dict[str, tuple[list[str], bool]]:
+    """Arm name -> (train_joint.py overrides, whether it takes RL steps). ``imitation-T+rl`` starts from the
+    actor that ``imitation-T`` of the same seed wrote (``train.init_actor``): the same imitation, then RL."""
+    out_arms: dict[str, tuple[list[str], bool]] = {"rl": (["agent=ppo"], True)}
     for name, path in teachers.items():
-        out[f"imitation-{name}+rl"] = (["agent=ppo", f"train.imitate={path}"], True)
-        out[f"imitation-{name}"] = (["agent=ppo", f"train.imitate={path}"], False)
-    out["temperature"] = (["agent=ppo", "agent.softmax_temp=3.0", "agent.softmax_temp_end=0.3",
-                           "agent.softmax_temp_decay=exp"], True)
-    return out
+        out_arms[f"imitation-{name}"] = (["agent=ppo", f"train.imitate={path}", *imitate], False)
+        out_arms[f"imitation-{name}+rl"] = (["agent=ppo", f"train.init_actor={out}/runs/imitation-{name}-seed{{seed}}"
+                                             f"/imitated-actor.pt"], True)
+    out_arms["temperature"] = (["agent=ppo", "agent.softmax_temp=3.0", "agent.softmax_temp_end=0.3",
+                                "agent.softmax_temp_decay=exp"], True)
+    return out_arms
 
 
 def overrides(arm: list[str], seed: int, *, mae: Path, steps: int, eval_every: int, run_dir: Path) -> list[str]:
     """One arm's train_joint.py command line (the leaderboard's, at 0.9)."""
-    return [*arm, "train.mae=frozen", f"model.init_checkpoint={mae}", f"seed={seed}", "mask_ratio=0.9",
+    return [*(item.format(seed=seed) for item in arm), "train.mae=frozen", f"model.init_checkpoint={mae}", f"seed={seed}", "mask_ratio=0.9",
             f"train.max_steps={steps}", f"train.epochs={max(1, math.ceil(steps / 64))}", f"train.eval_every={eval_every}",
             f"train.eval_clips={BENCHMARK_CLIPS}", "train.dump_buffer_every=0", "data.num_workers=0",
             f"output_dir={run_dir}"]
@@ -64,21 +66,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmark.stage1", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mae", default="runs/benchmark/mae-seed0/checkpoint-latest.pt")
-    parser.add_argument("--teachers", nargs="+", default=["greedy=runs/benchmark/teachers/greedy-0.9-128.pt",
-                                                          "motion=runs/benchmark/teachers/motion-0.9-128.pt"])
+    parser.add_argument("--teachers", nargs="+", default=["greedy=runs/benchmark/teachers/greedy-0.9-32.pt",
+                                                          "motion=runs/benchmark/teachers/motion-0.9-32.pt"])
     parser.add_argument("--arms", nargs="+", default=None, help="default: every arm")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=128, help="RL steps per run (16 episodes each)")
+    parser.add_argument("--steps", type=int, default=64, help="RL steps per run (16 episodes each)")
     parser.add_argument("--eval-every", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--imitate-steps", type=int, default=100)
+    parser.add_argument("--imitate-batch-size", type=int, default=16)
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.9], help="mask ratios to score at")
+    parser.add_argument("--references", nargs="+", default=["random", "motion", "greedy"],
+                        help="reference rows of the table (best_of_m and tube cost more)")
     parser.add_argument("--out", default="runs/benchmark/stage1")
     args = parser.parse_args(argv)
 
     mae, out = Path(args.mae), Path(args.out)
     teachers = {item.partition("=")[0]: Path(item.partition("=")[2]) for item in args.teachers}
-    table_of_arms = arms(teachers)
+    table_of_arms = arms(teachers, out, [f"train.imitate_steps={args.imitate_steps}",
+                                         f"train.imitate_batch_size={args.imitate_batch_size}"])
     chosen = args.arms or list(table_of_arms)
-    ratios = sorted(EVAL_RATIOS)
+    ratios = sorted(set(args.ratios))
     runs: list[dict[str, Any]] = []
     for arm in chosen:
         arm_overrides, has_rl = table_of_arms[arm]
@@ -95,12 +103,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{arm} seed {seed}: {wall:.0f} s", flush=True)
     for result in runs:
         result["eval"] = evaluate_run(result["run_dir"], ratios=ratios, cache_dir=reference_cache(mae), progress=False)
-    references = reference_rows(mae, ratios, BENCHMARK_CLIPS)
+    references = reference_rows(mae, ratios, BENCHMARK_CLIPS, names=tuple(args.references))
     summary = summarise(runs, 0.9)
     for arm in chosen:
         if arm != "rl" and "rl" in chosen:
             summary[arm]["vs_rl"] = {f"{r:g}": paired(runs, arm, "rl", f"{r:g}") for r in ratios}
-            summary[arm]["vs_rl_top_k"] = paired(runs, arm, "rl", "0.9", "score_top_k")
+            summary[arm]["vs_rl_top_k"] = paired(runs, arm, "rl", f"{ratios[-1] if 0.9 not in ratios else 0.9:g}",
+                                                 "score_top_k")
         walls = [r["imitation"]["wall_s"] for r in runs if r["arm"] == arm and r["imitation"]]
         if walls:
             summary[arm]["imitation_wall_s"] = interval(walls)
