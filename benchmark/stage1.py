@@ -49,7 +49,7 @@ def arms(teachers: dict[str, Path], out: Path, imitate: list[str]) -> dict[str, 
 def overrides(arm: list[str], seed: int, *, mae: Path, steps: int, eval_every: int, run_dir: Path) -> list[str]:
     """One arm's train_joint.py command line (the leaderboard's, at 0.9)."""
     return [*(item.format(seed=seed) for item in arm), "train.mae=frozen", f"model.init_checkpoint={mae}", f"seed={seed}", "mask_ratio=0.9",
-            f"train.max_steps={steps}", f"train.epochs={max(1, math.ceil(steps / 64))}", f"train.eval_every={eval_every}",
+            f"train.max_steps={steps}", f"train.epochs={max(1, math.ceil(steps / 64))}", f"train.eval_every={eval_every if steps else 0}",
             f"train.eval_clips={BENCHMARK_CLIPS}", "train.dump_buffer_every=0", "data.num_workers=0",
             f"output_dir={run_dir}"]
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--references", nargs="+", default=["random", "motion", "greedy"],
                         help="reference rows of the table (best_of_m and tube cost more)")
     parser.add_argument("--out", default="runs/benchmark/stage1")
+    parser.add_argument("--train-only", action="store_true", help="train the runs, write no report")
     args = parser.parse_args(argv)
 
     mae, out = Path(args.mae), Path(args.out)
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
                          "curve": score_curve(run_dir, BATCH) if steps else [],
                          "imitation": json.loads(imitation.read_text()) if imitation.is_file() else None})
             print(f"{arm} seed {seed}: {wall:.0f} s", flush=True)
+    if args.train_only:
+        return
     for result in runs:
         result["eval"] = evaluate_run(result["run_dir"], ratios=ratios, cache_dir=reference_cache(mae), progress=False)
     references = reference_rows(mae, ratios, BENCHMARK_CLIPS, names=tuple(args.references))
