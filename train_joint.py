@@ -293,8 +293,16 @@ def start_actor(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent, outp
     if cfg.train.init_actor:
         actor.load_state_dict(actor_state(cfg.train.init_actor))
         print(f"the sampler's actor starts from {cfg.train.init_actor}")
-    if not cfg.train.imitate:
-        return
+    if cfg.train.imitate:
+        imitate_actor(cfg, model, agent, actor, output_dir)
+    reference = getattr(agent.algorithm, "reference", None)  # GRPO's KL reference: the actor RL starts from
+    if isinstance(reference, torch.nn.Module):
+        reference.load_state_dict(actor.state_dict())
+
+
+def imitate_actor(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent, actor: torch.nn.Module,
+                  output_dir: Path | None) -> None:
+    """``train.imitate``: the actor trained on a teacher's selections; ``imitated-actor.pt`` and ``imitation.json``."""
     import json
 
     from agents.imitation import imitate

@@ -41,6 +41,10 @@ def arms(teachers: dict[str, Path], out: Path, imitate: list[str]) -> dict[str, 
         out_arms[f"imitation-{name}"] = (["agent=ppo", f"train.imitate={path}", *imitate], False)
         out_arms[f"imitation-{name}+rl"] = (["agent=ppo", f"train.init_actor={out}/runs/imitation-{name}-seed{{seed}}"
                                              f"/imitated-actor.pt"], True)
+    out_arms["grpo"] = (["agent=grpo", "agent.kl_coef=0.1"], True)
+    if "greedy" in teachers:  # GRPO keeps the imitated actor as its KL reference
+        out_arms["imitation-greedy+grpo"] = (["agent=grpo", "agent.kl_coef=0.1", f"train.init_actor={out}/runs/"
+                                              "imitation-greedy-seed{seed}/imitated-actor.pt"], True)
     out_arms["temperature"] = (["agent=ppo", "agent.softmax_temp=3.0", "agent.softmax_temp_end=0.3",
                                 "agent.softmax_temp_decay=exp"], True)
     return out_arms
@@ -116,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         walls = [r["imitation"]["wall_s"] for r in runs if r["arm"] == arm and r["imitation"]]
         if walls:
             summary[arm]["imitation_wall_s"] = interval(walls)
-    lines = [table(summary, references, 0.9), "", "| arm | vs rl @ 0.75 | vs rl @ 0.9 | vs rl @ 0.95 | vs rl, top-K @ 0.9 |"
-             " imitation wall s |", "|---|---|---|---|---|---|"]
+    lines = [table(summary, references, 0.9), "", "| arm | " + " | ".join(f"vs rl @ {r:g}" for r in ratios)
+             + " | vs rl, top-K | imitation wall s |", "|---|" + "---|" * (len(ratios) + 2)]
     for arm, row in summary.items():
         if "vs_rl" in row:
             cells = " | ".join(f"{row['vs_rl'][f'{r:g}'][0]:+.1f} ± {row['vs_rl'][f'{r:g}'][1]:.1f}" for r in ratios)
