@@ -153,6 +153,15 @@ def test_teacher_selections_imitation_run_and_init_actor(tmp_path):
         started = torch.load(out / "checkpoint-latest.pt", weights_only=False)["agent"]["algorithm"]
         for name, tensor in actor.items():
             assert torch.equal(started[f"policy.actor.{name}"], tensor), name
+    # GRPO's KL reference is the actor RL starts from, not the fresh one
+    out = tmp_path / "grpo"
+    train_joint.train(compose_cfg(*[o for o in common if not o.startswith("agent.")], "agent=grpo", "agent.num_heads=2",
+                                  "agent.group_size=2", "agent.kl_coef=0.1", f"train.init_actor={imitated / 'imitated-actor.pt'}",
+                                  "train.max_steps=0", f"output_dir={out}"))
+    started = torch.load(out / "checkpoint-latest.pt", weights_only=False)["agent"]["algorithm"]
+    for name, tensor in actor.items():
+        assert torch.equal(started[f"policy.actor.{name}"], tensor), name
+        assert torch.equal(started[f"reference.{name}"], tensor), name
 
 
 def test_schedule_position_survives_a_resume(tmp_path):
