@@ -10,6 +10,8 @@ that has RL):
 - ``rl``: RL alone;
 - ``imitation-greedy`` / ``imitation-motion``: imitation of the teacher's orders alone (no RL step);
 - ``imitation-greedy+rl`` / ``imitation-motion+rl``: imitation, then the same RL;
+- ``grpo`` / ``imitation-greedy+grpo``: ``agent=grpo agent.kl_coef=0.1``, from a fresh or the imitated actor
+  (the KL reference is the actor RL starts from);
 - ``temperature``: RL with the softmax temperature decayed 3 -> 0.3 exponentially over the run (AutoGaze's
   ``temp_schedule_args``); ``rl`` is its constant temperature of 1.
 
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "stage1.json").write_text(json.dumps(report, indent=1))
     (out / "stage1.md").write_text(text + "\n")
-    LABELS.update({"rl": "RL alone (TATS PPO)", "temperature": "RL, temperature 3 -> 0.3"})
+    LABELS.update({"rl": "RL alone (TATS PPO)", "temperature": "RL, temperature 3 -> 0.3", "grpo": "GRPO, KL 0.1"})
     figure([r for r in runs if r["curve"]], references, 0.9, out / "stage1.png")
     print(text)
     print(f"\nwrote {out / 'stage1.md'}, {out / 'stage1.json'}, {out / 'stage1.png'}")
