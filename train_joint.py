@@ -267,6 +267,8 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
               generators={"mask": mask_generator, **rng.find_generators(agent.policy, "agent")},  # each rank's own
               mask_generator=mask_generator,
               total_steps=schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps))
+    if resume_from is None and (cfg.train.init_actor or cfg.train.imitate):
+        start_actor(cfg, model, agent, folder.path if is_main else None)
     if resume_from is not None:
         state = checkpoint.load(resume_from, map_location=device)
         if not run.frozen:
@@ -339,6 +341,61 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
     return lines, warnings
 
 
+def start_actor(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent, output_dir: Path | None) -> None:
+    """The sampler's actor before its first RL step: loaded from ``train.init_actor``, then trained by
+    imitation of ``train.imitate``'s teacher selections (agents/imitation.py); the result is written to
+    ``output_dir/imitated-actor.pt`` with ``imitation.json`` (losses, wall seconds)."""
+    actor = getattr(agent.policy, "actor", None)
+    if actor is None or not agent.learns:
+        raise ConfigError(f"train.init_actor / train.imitate: agent={cfg.agent.name} has no actor to start")
+    if cfg.train.init_actor:
+        actor.load_state_dict(actor_state(cfg.train.init_actor))
+        print(f"the sampler's actor starts from {cfg.train.init_actor}")
+    if cfg.train.imitate:
+        imitate_actor(cfg, model, agent, actor, output_dir)
+    reference = getattr(agent.algorithm, "reference", None)  # GRPO's KL reference: the actor RL starts from
+    if isinstance(reference, torch.nn.Module):
+        reference.load_state_dict(actor.state_dict())
+
+
+def imitate_actor(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent, actor: torch.nn.Module,
+                  output_dir: Path | None) -> None:
+    """``train.imitate``: the actor trained on a teacher's selections; ``imitated-actor.pt`` and ``imitation.json``."""
+    import json
+
+    from agents.imitation import imitate
+    from benchmark.teacher import load_selections
+
+    selections = load_selections(cfg.train.imitate, agent.spec.num_visible)
+    device = next(actor.parameters()).device
+    with torch.no_grad():
+        tokens = torch.cat([model.tokenize(chunk.to(device)).float() for chunk in selections["video"].split(64)])
+    result = imitate(actor, tokens, selections["order"], steps=cfg.train.imitate_steps, lr=cfg.train.imitate_lr,
+                     batch_size=cfg.train.imitate_batch_size, temperature=float(agent.policy.temperature),
+                     generator=torch.Generator().manual_seed(cfg.seed), progress=output_dir is not None)
+    if output_dir is not None:
+        torch.save({"actor": actor.state_dict(), "teacher": selections["teacher"], "k": agent.spec.num_visible},
+                   output_dir / "imitated-actor.pt")
+        (output_dir / "imitation.json").write_text(json.dumps(
+            {**result.as_dict(), "teacher": selections["teacher"], "selections": str(cfg.train.imitate),
+             "teacher_wall_s": selections.get("wall_s")}, indent=1))
+        print(f"imitation of the {selections['teacher']} teacher: {result.steps} steps on {result.clips} clips, "
+              f"-log P(teacher order) {result.loss_first:.2f} -> {result.loss_last:.2f}, {result.wall_s:.1f} s")
+
+
+def actor_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """An actor's weights from an ``imitated-actor.pt`` or from a train_joint.py checkpoint's agent."""
+    state = checkpoint.load(path, map_location="cpu")
+    if "actor" in state:
+        return state["actor"]
+    algorithm = state.get("agent", {}).get("algorithm", {})
+    prefix = "policy.actor."
+    weights = {key[len(prefix):]: value for key, value in algorithm.items() if key.startswith(prefix)}
+    if not weights:
+        raise ConfigError(f"train.init_actor={path}: neither an imitated-actor.pt nor a checkpoint with an actor")
+    return weights
+
+
 def save(run: Run, control: RunControl) -> None:
     """Write ``checkpoint-latest.pt`` (rank 0; every rank takes part in gathering the random states)."""
     control.check_finite(run.step, run.model, run.agent.algorithm)  # never a checkpoint with NaN weights
@@ -402,6 +459,8 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
                     collector_stale = False
                 # a training step: the policy samples (deterministic_eval only applies outside)
                 n_steps = min(steps_per_cycle, run.total_steps - run.step)  # the last cycle ends at the last step
+                # the temperature schedule's position: over the epochs' steps, as the MAE's lr (max_steps only stops)
+                last.update(agent.set_step(run.step, run.clips.steps_per_epoch * cfg.train.epochs))
                 with torch.no_grad(), policy_within_training_step(agent.policy):
                     stats = collector.collect(n_step=n_steps * env.num_envs)
                 rewards = stats.returns

@@ -4,6 +4,7 @@
     python -m benchmark references               # random, tube, motion, best-of-64, greedy oracle at 0.75/0.9/0.95
     python -m benchmark evaluate RUN_DIR [data=list data.train_list=PATH ...]   # a trained policy's scores
     python -m benchmark leaderboard              # every agent x 3 seeds: table, figure, JSON
+    python -m benchmark teacher --teacher greedy|motion --clips 128 --out FILE [data=list ...]   # imitation targets
 """
 
 from __future__ import annotations
@@ -88,10 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     board.add_argument("--out", default="runs/benchmark/leaderboard", help="runs and the report")
     board.add_argument("--publish", default=None,
                        help="also copy the report here as benchmark-leaderboard.{md,json,png} (the docs': docs)")
+    teach = sub.add_parser("teacher", help="a teacher's ordered selections on training clips (imitation targets)")
+    teach.add_argument("--teacher", choices=["greedy", "motion"], default="greedy")
+    teach.add_argument("--clips", type=int, default=128, help="training clips")
+    teach.add_argument("--seed", type=int, default=0, help="seed of the training clips")
+    teach.add_argument("--out", default=None, help="default: runs/benchmark/teachers/TEACHER-RATIO-CLIPS.pt")
+    teach.add_argument("overrides", nargs="*", help="data=list data.train_list=PATH ... (default: the MAE's data)")
     for command in (refs, evaluate, board):
         command.add_argument("--ratios", nargs="+", type=float, default=list(EVAL_RATIOS))
         command.add_argument("--clips", type=int, default=BENCHMARK_CLIPS, help="held-out clips")
-    for command in (refs, board):
+    for command in (refs, board, teach):
         command.add_argument("--mae", default=None, help="an MAE checkpoint; default: `mae`'s (made if missing)")
         command.add_argument("--mask-ratio", type=float, default=0.9)
     args = parser.parse_args(argv)
@@ -116,6 +123,18 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = Path(args.mae) if args.mae else make_mae()
     if not ckpt.is_file():
         raise SystemExit(f"error: --mae {ckpt}: no such file")
+    if args.command == "teacher":
+        from omegaconf import OmegaConf
+
+        from benchmark.teacher import make_selections
+        from runtime import checkpoint
+
+        base = OmegaConf.create(checkpoint.load(ckpt, mmap=True)["config"]).data
+        out = Path(args.out or f"runs/benchmark/teachers/{args.teacher}-{args.mask_ratio:g}-{args.clips}.pt")
+        result = make_selections(ckpt, out, teacher=args.teacher, num_clips=args.clips, mask_ratio=args.mask_ratio,
+                                 seed=args.seed, data_cfg=data_overrides(args.overrides, base))
+        print(f"wrote {out}: {result['order'].shape[0]} clips, K={result['k']}, {result['wall_s']:.0f} s")
+        return
     if args.command == "references":
         from benchmark.leaderboard import reference_rows, table
 

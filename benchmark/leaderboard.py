@@ -81,8 +81,10 @@ def score_curve(run_dir: Path, episodes_per_step: int) -> list[tuple[int, float]
     return [(e.step * episodes_per_step, e.value) for e in events.Scalars("eval/score")]
 
 
-def reference_rows(mae_checkpoint: Path, ratios: list[float], num_clips: int) -> dict[str, dict[str, Any]]:
-    """Every reference at each ratio: loss, score, motion enrichment, cost, wall time."""
+def reference_rows(mae_checkpoint: Path, ratios: list[float], num_clips: int,
+                   names: tuple[str, ...] = REFERENCES) -> dict[str, dict[str, Any]]:
+    """Every reference (of ``names``; random and greedy always) at each ratio: loss, score, motion enrichment,
+    cost, wall time."""
     from omegaconf import OmegaConf
 
     from mae import num_visible
@@ -98,7 +100,8 @@ def reference_rows(mae_checkpoint: Path, ratios: list[float], num_clips: int) ->
     rows: dict[str, dict[str, Any]] = {}
     for ratio in ratios:
         k = num_visible(model.num_tokens, ratio)
-        refs = reference_losses(model, clips["video"], k, names=REFERENCES, motion=clips["motion"],
+        refs = reference_losses(model, clips["video"], k, names=tuple(dict.fromkeys(("random", "greedy", *names))),
+                                motion=clips["motion"],
                                 cache_dir=reference_cache(mae_checkpoint))
         random_loss = sum(refs["random"]["losses"]) / num_clips
         oracle_loss = sum(refs["greedy"]["losses"]) / num_clips

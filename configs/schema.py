@@ -151,6 +151,19 @@ class TrainConfig:
     held-out clips (figures/clip_*) and a histogram of the policy's p on 8 (policy/p); rank 0 only."""
     dump_buffer_every: int = 50
     """Write the rollout buffer to output_dir/buffers/ every this many policy updates (0 = never)."""
+    init_actor: Optional[str] = None
+    """Start the sampler's actor from these weights: an ``imitated-actor.pt`` (written by ``train.imitate``) or a
+    train_joint.py checkpoint (its agent's actor); None = a fresh actor. Not applied on resume."""
+    imitate: Optional[str] = None
+    """Before the first RL step, train the sampler's actor by imitation of a teacher's selections (a file of
+    ``python -m benchmark teacher``): the exact Plackett-Luce log-likelihood of each ordered K-subset
+    (agents/imitation.py); the actor is written to output_dir/imitated-actor.pt. None = no imitation."""
+    imitate_steps: int = 300
+    """Gradient steps of the imitation (train.imitate)."""
+    imitate_lr: float = 1e-3
+    """Adam learning rate of the imitation."""
+    imitate_batch_size: int = 32
+    """Clips per imitation step."""
 
 
 @dataclass
@@ -237,6 +250,12 @@ def validate(cfg: Any) -> None:
     require(cfg.train.group_update in ("all", "first"),
             f"train.group_update must be all or first, got {cfg.train.group_update!r}")
     require(len(cfg.train.opt_betas) == 2, f"train.opt_betas needs two values, got {list(cfg.train.opt_betas)}")
+    for key in ("init_actor", "imitate"):
+        path = cfg.train.get(key)
+        require(path is None or Path(path).is_file(), f"train.{key}: no such file: {path}")
+    require(cfg.train.imitate_steps >= 0, f"train.imitate_steps must be >= 0, got {cfg.train.imitate_steps}")
+    require(cfg.train.imitate_batch_size > 0,
+            f"train.imitate_batch_size must be positive, got {cfg.train.imitate_batch_size}")
     _validate_run_keys(cfg, require)
     if cfg.data.name == "list":
         require(cfg.data.train_list is not None, "data=list needs data.train_list=PATH (a list file)")

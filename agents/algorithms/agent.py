@@ -17,6 +17,7 @@ from tianshou.algorithm.algorithm_base import OnPolicyAlgorithm
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from agents.algorithms.config import scheduled_temperature
 from agents.algorithms.spec import EnvSpec
 from runtime.nonfinite import NonFiniteGuard
 
@@ -64,6 +65,24 @@ class Agent:
         """The algorithm has weights to train (the fixed maskers' has none)."""
         return any(p.requires_grad for p in self.algorithm.parameters())
 
+    def set_step(self, step: int, total_steps: int) -> dict[str, float]:
+        """Put the policy at ``step`` of the run's ``total_steps`` before a collection: the softmax
+        temperature of ``softmax_temp`` .. ``softmax_temp_end`` (:func:`scheduled_temperature`).
+
+        A function of the step alone, so a resumed run continues the schedule where it stopped. Called
+        once per cycle before collecting; the update that follows uses the same temperature.
+
+        :return: ``{"policy/temperature": tau}`` for a policy with a temperature, else ``{}``.
+        """
+        if not hasattr(self.policy, "temperature"):
+            return {}
+        end = getattr(self.config, "softmax_temp_end", None)
+        if end is not None:
+            self.policy.temperature = scheduled_temperature(
+                float(self.config.softmax_temp), float(end), getattr(self.config, "softmax_temp_decay", "exp"),
+                step, total_steps)
+        return {"policy/temperature": float(self.policy.temperature)}
+
     def update(self, buffer: ReplayBuffer) -> dict[str, float]:
         """Phase 2 of Algorithm 1: learn from every episode in ``buffer`` (lines 15-20).
 
@@ -106,8 +125,11 @@ class Agent:
 
     def state_dict(self) -> dict[str, Any]:
         """The algorithm's state (actor, critic, reference policy, optimisers; a fixed masker's
-        generator) and the skip count."""
-        return {"algorithm": self.algorithm.state_dict(), "skipped_nonfinite": self.guard.state_dict()}
+        generator), the skip count and the policy's current softmax temperature."""
+        state = {"algorithm": self.algorithm.state_dict(), "skipped_nonfinite": self.guard.state_dict()}
+        if hasattr(self.policy, "temperature"):  # where a temperature schedule left it: a loaded policy samples so
+            state["temperature"] = float(self.policy.temperature)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "algorithm" not in state:  # a fixed masker's checkpoint from before it had an algorithm
@@ -115,6 +137,8 @@ class Agent:
             return
         self.algorithm.load_state_dict(dict(state["algorithm"]))  # it pops the optimizer key
         self.guard.load_state_dict(state.get("skipped_nonfinite", {}))  # absent in checkpoints before the count
+        if "temperature" in state and hasattr(self.policy, "temperature"):
+            self.policy.temperature = float(state["temperature"])
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, algorithm={type(self.algorithm).__name__})"

@@ -16,6 +16,23 @@ from agents.algorithms.spec import EnvSpec
 from agents.networks import build_actor, build_critic
 
 ACTOR_KINDS = ("trajectory", "orthoformer", "mha")
+TEMPERATURE_DECAYS = ("exp", "linear")
+
+
+def scheduled_temperature(start: float, end: float | None, decay: str, step: int, total_steps: int) -> float:
+    """The softmax temperature at ``step`` of ``total_steps``: ``start`` at step 0, ``end`` at the last step.
+
+    ``exp``: ``start * (end / start) ** f``; ``linear``: ``start + (end - start) * f``, with
+    ``f = step / (total_steps - 1)`` clamped to [0, 1]. ``end=None``: ``start`` throughout.
+    """
+    if end is None or total_steps <= 1:
+        return float(start)
+    fraction = min(max(step / (total_steps - 1), 0.0), 1.0)
+    if decay == "exp":
+        return float(start * (end / start) ** fraction)
+    if decay == "linear":
+        return float(start + (end - start) * fraction)
+    raise ValueError(f"softmax_temp_decay must be one of {TEMPERATURE_DECAYS}, got {decay!r}")
 
 
 @dataclass
@@ -39,7 +56,15 @@ class SamplerConfig:
     temporal_values: str = "projected"
     """Values of Eq. 2: projected (the paper's equation) | trajectory (Motionformer's released code)."""
     softmax_temp: float = 1.0
-    """Softmax temperature tau of pi = softmax(z / tau) (paper Table 4: 1); same for old and new policy."""
+    """Softmax temperature tau of pi = softmax(z / tau) (paper Table 4: 1); same for old and new policy.
+    With ``softmax_temp_end`` set, the temperature at the run's first step (the schedule's start)."""
+    softmax_temp_end: Optional[float] = None
+    """The temperature at the run's last step: tau decays from ``softmax_temp`` to this over the run
+    (AutoGaze: 3 -> 0.3, exponential); None = a constant ``softmax_temp``. Read at each collection from the
+    run's step, so a resumed run is at the same point of the schedule; old and new policy of one update
+    use the same tau."""
+    softmax_temp_decay: str = "exp"
+    """How tau goes from ``softmax_temp`` to ``softmax_temp_end``: exp (geometric) | linear."""
     masked_logprob: str = "mean"
     """Reduction of the paper's masked-token log-prob: mean (AdaMAE, paper) | sum."""
     normalize_entropy: bool = False
@@ -66,6 +91,9 @@ class SamplerConfig:
         _choice("temporal_values", self.temporal_values, ("projected", "trajectory"))
         _choice("masked_logprob", self.masked_logprob, ("mean", "sum"))
         _positive("softmax_temp", self.softmax_temp)
+        if self.softmax_temp_end is not None:
+            _positive("softmax_temp_end", self.softmax_temp_end)
+        _choice("softmax_temp_decay", self.softmax_temp_decay, TEMPERATURE_DECAYS)
         _positive("lr", self.lr)
         _positive("update_steps_policy", self.update_steps_policy)
         if self.batch_size is not None:

@@ -20,7 +20,6 @@ runs only the actor.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, cast
 
 import gymnasium as gym
@@ -33,6 +32,23 @@ from torch import nn
 from agents.algorithms.config import SamplerConfig, build_actor_network
 from agents.algorithms.spec import EnvSpec
 from agents.distributions import PlackettLuce
+
+
+class TemperedPlackettLuce:
+    """The policy's ``dist_fn``: logits -> :class:`PlackettLuce` at the current ``temperature``.
+
+    One object for the collecting and the learning side: a temperature schedule sets it between
+    updates (:meth:`agents.algorithms.agent.Agent.set_step`), never inside one, so the stored
+    log pi_old and the update's log pi_theta are taken at the same temperature.
+    """
+
+    def __init__(self, *, k: int, temperature: float, masked_logprob: str, normalize_entropy: bool) -> None:
+        self.k, self.temperature = k, float(temperature)
+        self.masked_logprob, self.normalize_entropy = masked_logprob, normalize_entropy
+
+    def __call__(self, logits: torch.Tensor) -> PlackettLuce:
+        return PlackettLuce(logits, k=self.k, temperature=self.temperature, masked_logprob=self.masked_logprob,
+                            normalize_entropy=self.normalize_entropy)
 
 
 class TokenSamplerPolicy(ProbabilisticActorPolicy):
@@ -74,8 +90,8 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
         """
         super().__init__(
             actor=actor,
-            dist_fn=partial(PlackettLuce, k=num_visible, temperature=temperature,
-                            masked_logprob=masked_logprob, normalize_entropy=normalize_entropy),
+            dist_fn=TemperedPlackettLuce(k=num_visible, temperature=temperature, masked_logprob=masked_logprob,
+                                         normalize_entropy=normalize_entropy),
             deterministic_eval=deterministic_eval,
             action_space=action_space,
             action_scaling=False,  # indices, not a continuous action: never rescale or clip
@@ -83,8 +99,18 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
         )
         self.critic = critic
         self.num_visible = num_visible
-        self.temperature = temperature
         self.store_probs = store_probs
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature every distribution of this policy is built with (collection and update)."""
+        return self.dist_fn.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value}")
+        self.dist_fn.temperature = float(value)
 
     def distribution(self, batch: Any) -> PlackettLuce:
         """pi_theta(X) for a batch with ``obs`` (and ``info``): the actor only, with gradients."""
