@@ -128,6 +128,12 @@ class Run:
         return self.rank == 0
 
     @property
+    def schedule_steps(self) -> int:
+        """Steps of the run's schedules (the MAE's lr, the sampler's temperature): its epochs' steps.
+        ``train.max_steps`` stops a run; it does not shorten its schedules."""
+        return self.clips.steps_per_epoch * self.cfg.train.epochs
+
+    @property
     def frozen(self) -> bool:
         return self.cfg.train.mae == "frozen"
 
@@ -459,8 +465,7 @@ def train_loop(run: Run, control: RunControl) -> tuple[dict[str, float], dict[st
                     collector_stale = False
                 # a training step: the policy samples (deterministic_eval only applies outside)
                 n_steps = min(steps_per_cycle, run.total_steps - run.step)  # the last cycle ends at the last step
-                # the temperature schedule's position: over the epochs' steps, as the MAE's lr (max_steps only stops)
-                last.update(agent.set_step(run.step, run.clips.steps_per_epoch * cfg.train.epochs))
+                last.update(agent.set_step(run.step, run.schedule_steps))  # the temperature schedule's position
                 with torch.no_grad(), policy_within_training_step(agent.policy):
                     stats = collector.collect(n_step=n_steps * env.num_envs)
                 rewards = stats.returns
@@ -590,7 +595,7 @@ def start_notes(run: Run) -> list[str]:
                      "2 cores); the CPU testbed's model is micro (preset=cpu)")
     scheduler = env.optimizer.scheduler if env.optimizer is not None else None
     warmup = getattr(scheduler, "warmup_steps", 0) * cfg.train.accum_steps
-    schedule = run.clips.steps_per_epoch * cfg.train.epochs  # train.max_steps stops a run, it does not shorten it
+    schedule = run.schedule_steps
     if warmup and warmup >= schedule:
         notes.append(f"the learning-rate warm-up (train.warmup_epochs={cfg.train.warmup_epochs}) lasts the whole "
                      f"schedule (train.epochs={cfg.train.epochs}, {schedule} steps): the MAE never trains at its "

@@ -41,10 +41,15 @@ LABELS = {"tats-ppo": "TATS PPO, trajectory attention", "ppo-mha": "TATS PPO, MH
           "stock-ppo": "stock Tianshou PPO (agent=custom)"}
 
 
-def run_overrides(arm: str, seed: int, *, mae_checkpoint: Path, steps: int, eval_every: int, mask_ratio: float,
-                  eval_clips: int, run_dir: Path) -> list[str]:
-    """The ``train_joint.py`` command line of one arm and seed."""
-    return [*ARMS[arm], "train.mae=frozen", f"model.init_checkpoint={mae_checkpoint}", f"seed={seed}",
+def run_overrides(arm: str, seed: int, **options: Any) -> list[str]:
+    """The ``train_joint.py`` command line of one arm of :data:`ARMS` and seed (:func:`frozen_run_overrides`)."""
+    return frozen_run_overrides(ARMS[arm], seed, **options)
+
+
+def frozen_run_overrides(arm_overrides: list[str], seed: int, *, mae_checkpoint: Path, steps: int, eval_every: int,
+                         mask_ratio: float, eval_clips: int, run_dir: Path) -> list[str]:
+    """The ``train_joint.py`` command line of an arm (its own overrides) and seed on the benchmark's MAE."""
+    return [*arm_overrides, "train.mae=frozen", f"model.init_checkpoint={mae_checkpoint}", f"seed={seed}",
             f"mask_ratio={mask_ratio}", f"train.max_steps={steps}", f"train.epochs={max(1, math.ceil(steps / 64))}",
             f"train.eval_every={eval_every}", f"train.eval_clips={eval_clips}", "train.dump_buffer_every=0",
             "data.num_workers=0", f"output_dir={run_dir}"]

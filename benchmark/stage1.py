@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
-from benchmark.leaderboard import LABELS, figure, reference_rows, score_curve, summarise, table, train_arm
+from benchmark.leaderboard import (LABELS, figure, frozen_run_overrides, reference_rows, score_curve, summarise,
+                                   table, train_arm)
 from runtime.stats import interval
 
 BATCH = 16
@@ -50,14 +50,6 @@ def arms(teachers: dict[str, Path], out: Path, imitate: list[str]) -> dict[str, 
     out_arms["temperature"] = (["agent=ppo", "agent.softmax_temp=3.0", "agent.softmax_temp_end=0.3",
                                 "agent.softmax_temp_decay=exp"], True)
     return out_arms
-
-
-def overrides(arm: list[str], seed: int, *, mae: Path, steps: int, eval_every: int, run_dir: Path) -> list[str]:
-    """One arm's train_joint.py command line (the leaderboard's, at 0.9)."""
-    return [*(item.format(seed=seed) for item in arm), "train.mae=frozen", f"model.init_checkpoint={mae}", f"seed={seed}", "mask_ratio=0.9",
-            f"train.max_steps={steps}", f"train.epochs={max(1, math.ceil(steps / 64))}", f"train.eval_every={eval_every if steps else 0}",
-            f"train.eval_clips={BENCHMARK_CLIPS}", "train.dump_buffer_every=0", "data.num_workers=0",
-            f"output_dir={run_dir}"]
 
 
 def paired(runs: list[dict[str, Any]], arm: str, base: str, ratio: str, key: str = "score") -> tuple[float, float]:
@@ -100,9 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         steps = args.steps if has_rl else 0
         for seed in args.seeds:
             run_dir = out / "runs" / f"{arm}-seed{seed}"
-            wall = train_arm(arm, seed, run_dir, overrides(arm_overrides, seed, mae=mae, steps=steps,
-                                                           eval_every=args.eval_every, run_dir=run_dir),
-                             threads=args.threads)
+            command = frozen_run_overrides([item.format(seed=seed) for item in arm_overrides], seed,
+                                           mae_checkpoint=mae, steps=steps, eval_every=args.eval_every if steps else 0,
+                                           mask_ratio=0.9, eval_clips=BENCHMARK_CLIPS, run_dir=run_dir)
+            wall = train_arm(arm, seed, run_dir, command, threads=args.threads)
             imitation = run_dir / "imitation.json"
             runs.append({"arm": arm, "seed": seed, "wall_s": wall, "episodes": steps * BATCH, "run_dir": str(run_dir),
                          "curve": score_curve(run_dir, BATCH) if steps else [],

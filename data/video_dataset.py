@@ -60,8 +60,9 @@ def unreadable_videos() -> dict[str, str]:
     return dict(_UNREADABLE_VIDEOS)
 
 
-def _derived_seed(seed: int, candidate: int) -> int:
-    return int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0]) >> 1
+def _seed_of(key: list[int]) -> int:
+    """A torch seed from ``key`` (numpy's SeedSequence mixes it; ``manual_seed`` wants < 2**63)."""
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) >> 1
 
 
 def restore_unreadable(memo: dict[str, str]) -> None:
@@ -211,7 +212,7 @@ class _VideoClipDataset(Dataset):
             fetch_count = self._fetch_counts.get(index, 0)
             self._fetch_counts[index] = fetch_count + 1
             key = [self.seed % (1 << 64), worker.seed if worker is not None else 0, fetch_count, index]
-        return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) >> 1  # manual_seed wants < 2**63
+        return _seed_of(key)
 
     def __getitem__(self, index: int) -> dict:
         index = operator.index(index)
@@ -229,7 +230,7 @@ class _VideoClipDataset(Dataset):
             # a replacement's own generator: the clip does not depend on whether the bad videos before
             # it were read (drawing numbers before failing) or skipped from the memo
             generator = None if seed is None else torch.Generator().manual_seed(
-                seed if offset == 0 else _derived_seed(seed, candidate))
+                seed if offset == 0 else _seed_of([seed, candidate]))
             try:
                 frames, _ = read_clip(path, self.num_frames, self.sampling_rate, train=self.train,
                                       generator=generator, reader=self.reader)

@@ -58,6 +58,7 @@ from torch import nn
 
 from envs.clip_source import ClipSource
 from envs.mae_optimizer import MAEOptimizer
+from envs.render import mask_strip
 from envs.spaces import token_spaces
 from mae import PretrainVideoMAE, indices_to_mask, num_visible
 from mae.baselines import trivial_losses
@@ -345,8 +346,6 @@ class MAEVectorEnv(VectorEnv):
         None when ``render_mode`` is None."""
         if self.render_mode is None or self._batch is None:
             return None
-        from envs.render import mask_strip
-
         if self._rendered is not None:
             video, visible = self._rendered
         else:
