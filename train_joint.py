@@ -88,7 +88,10 @@ def _all_reduce_mean(grad: torch.Tensor, world_size: int) -> torch.Tensor:
 def random_actions(env: MAEVectorEnv, generator: torch.Generator) -> torch.Tensor:
     """Random space-time masking as actions (Algorithm 1 line 6)."""
     visible = mae.random_mask(env.num_envs, env.num_tokens, env.mask_ratio, generator=generator)
-    return mae.mask_to_indices(visible)
+    index = mae.mask_to_indices(visible)  # in token order
+    if env.draws_budget:  # the env keeps each action's first K indices: a random order makes them random masking
+        index = index.gather(1, torch.rand(index.shape, generator=generator).argsort(dim=1))
+    return index
 
 
 def own_mask_baselines(env: MAEVectorEnv) -> dict[str, float]:
@@ -173,17 +176,22 @@ def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *
               device: torch.device, is_main: bool) -> MAEVectorEnv:
     """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen)."""
     group_size = int(cfg.agent.get("group_size", 1))
+    mask_ratio = tuple(cfg.mask_ratio_range) if cfg.mask_ratio_range is not None else cfg.mask_ratio
     if cfg.train.mae == "frozen":  # no optimiser, schedule or DDP wrapper: nothing of the MAE changes
-        return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, mode="frozen", group_size=group_size,
-                            amp=cfg.train.amp, reward=cfg.train.reward)
-    forward_module = model
-    if world_size > 1:
-        forward_module = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, forward_module=forward_module,
-                        optimizer=build_mae_optimizer(cfg, model, clips, world_size=world_size, is_main=is_main),
-                        group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp,
-                        reward=cfg.train.reward)
+        env = MAEVectorEnv(model, clips, mask_ratio=mask_ratio, mode="frozen", group_size=group_size,
+                           amp=cfg.train.amp, reward=cfg.train.reward)
+    else:
+        forward_module = model
+        if world_size > 1:
+            forward_module = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        env = MAEVectorEnv(model, clips, mask_ratio=mask_ratio, forward_module=forward_module,
+                           optimizer=build_mae_optimizer(cfg, model, clips, world_size=world_size, is_main=is_main),
+                           group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp,
+                           reward=cfg.train.reward)
+    if env.draws_budget:  # every rank draws the same K per step; the state is saved with the env's
+        env.np_random = np.random.default_rng(cfg.seed)
+    return env
 
 
 def build_sampler(cfg: DictConfig, env: MAEVectorEnv, *, world_size: int, device: torch.device,
@@ -428,6 +436,8 @@ def step_scalars(run: Run, rewards: np.ndarray, n_steps: int, elapsed: float) ->
         "env/skipped_videos": run.clips.unreadable_count(), "env/epoch": env.epoch,
         "perf/step_time_s": elapsed / n_steps, "perf/clips_per_s": n_steps * env.num_envs * run.world_size / elapsed,
     })
+    if env.draws_budget:
+        scalars["env/num_visible"] = env.last_stats["num_visible"]
     if "sampler_loss" in env.last_stats:  # AdaMAE's recipe: the weighted sampling loss in the MAE's loss
         scalars["mae/sampling_loss"] = env.last_stats["sampler_loss"]
     if "motion_enrichment" in env.last_stats:

@@ -18,6 +18,13 @@ Two log-probabilities are offered, because the paper's objective does not use th
 Everything is computed in fp32 with autocast disabled, so the old and the new policy of a
 PPO update see the same numbers whatever precision the actor ran in. Mask convention:
 bool ``(B, N)``, True = visible; K = number of visible tokens.
+
+A budget per row (``counts``, when the environment draws the mask ratio per batch): the
+distribution draws K = ``k`` tokens (the action space's length) and row b keeps the first
+``counts[b]`` of them. A prefix of a Plackett-Luce draw is a Plackett-Luce draw of that
+length, so the log-probability of the kept prefix is the sum of the first ``counts[b]``
+terms above (the remaining mass before draw j does not depend on later draws), and the
+masked tokens are the complement of the prefix.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ class PlackettLuce(Distribution):
         masked_logprob: MaskedLogProbReduction = "mean",
         normalize_entropy: bool = False,
         validate_actions: bool = True,
+        counts: torch.Tensor | None = None,
     ) -> None:
         """
         :param logits: raw per-token scores ``(B, N)`` from the actor (no temperature applied).
@@ -80,6 +88,8 @@ class PlackettLuce(Distribution):
         :param normalize_entropy: divide :meth:`entropy` by log N so it lies in [0, 1].
         :param validate_actions: check in :meth:`log_prob` and the mask helpers that indices
             are in range and not repeated (costs one host-device sync per call).
+        :param counts: ``(B,)`` visible tokens per row, each in [1, k]: row b keeps the first
+            ``counts[b]`` of its k draws (a budget drawn per batch); None = every row keeps all k.
         """
         if logits.dim() != 2:
             raise ValueError(f"logits must have shape (B, N), got {tuple(logits.shape)}")
@@ -98,6 +108,15 @@ class PlackettLuce(Distribution):
         self.masked_logprob = masked_logprob
         self.normalize_entropy = normalize_entropy
         self.validate_actions = validate_actions
+        self.counts = None
+        if counts is not None:
+            counts = torch.as_tensor(counts, device=logits.device).long().reshape(-1)
+            if counts.shape[0] != logits.shape[0]:
+                raise ValueError(f"counts must have one entry per row ({logits.shape[0]}), got {counts.shape[0]}")
+            if counts.numel() and (counts.min() < 1 or counts.max() > k):
+                raise ValueError(f"counts must lie in [1, k={k}], got values in [{int(counts.min())}, "
+                                 f"{int(counts.max())}]")
+            self.counts = counts
         super().__init__(
             batch_shape=logits.shape[:1], event_shape=torch.Size([k]), validate_args=False
         )
@@ -130,8 +149,9 @@ class PlackettLuce(Distribution):
         return torch.topk(self._log_p, self.k, dim=-1, sorted=True).indices
 
     def visible_mask(self, action: torch.Tensor) -> torch.Tensor:
-        """Action ``(B, K)`` -> bool mask ``(B, N)``, True = visible (draw order is dropped)."""
-        return self._as_mask(self._as_indices(action))
+        """Action ``(B, K)`` -> bool mask ``(B, N)``, True = visible (draw order is dropped; with
+        ``counts``, the first ``counts[b]`` draws of row b)."""
+        return self._kept_mask(self._as_indices(action))
 
     # -- log-probabilities -----------------------------------------------------------------
 
@@ -154,7 +174,10 @@ class PlackettLuce(Distribution):
                 log_mass_left = torch.logaddexp(log_mass_later, log_mass_never)
             else:  # nothing is left undrawn; skip the all -inf logsumexp (NaN gradient)
                 log_mass_left = log_mass_later
-            return (log_p_drawn - log_mass_left).sum(-1)
+            terms = log_p_drawn - log_mass_left
+            if self.counts is not None:  # a prefix's log-probability: its own terms only
+                terms = torch.where(self._kept(terms.shape[-1]), terms, 0.0)
+            return terms.sum(-1)
 
     def masked_log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """The paper's log pi(I_m | X): single-draw log p_i over the masked tokens, ``(B,)``.
@@ -162,11 +185,13 @@ class PlackettLuce(Distribution):
         Masked = the N - K tokens not in the action. Reduced by mean (AdaMAE) or sum,
         as chosen at construction; with K = N there is nothing masked and it returns 0.
         """
-        masked = ~self._as_mask(self._as_indices(action))
+        masked = ~self._kept_mask(self._as_indices(action))
         with _fp32(self._log_p.device):
             total = torch.where(masked, self._log_p, 0.0).sum(-1)
             if self.masked_logprob == "sum":
                 return total
+            if self.counts is not None:
+                return total / (self.num_tokens - self.counts).clamp_min(1)
             return total / max(self.num_tokens - self.k, 1)
 
     def entropy(self) -> torch.Tensor:
@@ -222,6 +247,17 @@ class PlackettLuce(Distribution):
                     f"[{int(index.min())}, {int(index.max())}]"
                 )
         return index
+
+    def _kept(self, length: int) -> torch.Tensor:
+        """``(B, length)`` bool: which draws each row keeps (the first ``counts[b]``)."""
+        return torch.arange(length, device=self.counts.device) < self.counts[:, None]
+
+    def _kept_mask(self, index: torch.Tensor) -> torch.Tensor:
+        """Bool ``(B, N)`` of the kept draws (all K without ``counts``); checks that all K are distinct."""
+        mask = self._as_mask(index)
+        if self.counts is None:
+            return mask
+        return torch.zeros_like(mask).scatter_(1, index, self._kept(index.shape[-1]))
 
     def _as_mask(self, index: torch.Tensor) -> torch.Tensor:
         mask = indices_to_mask(index, self.num_tokens)

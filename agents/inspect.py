@@ -98,7 +98,7 @@ def summarize(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> dict[s
         summary["visible_frequency"] = _stats(frequency)
         grid = metadata.get("grid")
         if grid is not None and int(np.prod(grid)) == num_tokens:  # frame-major: (T', H' * W')
-            per_frame = frequency.reshape(int(grid[0]), -1).sum(1) / num_visible
+            per_frame = frequency.reshape(int(grid[0]), -1).sum(1) / frequency.sum()  # K may vary per batch
             summary["visible_share_per_frame"] = {f"t'={t}": float(v) for t, v in enumerate(per_frame)}
     if "info/motion" in arrays and num_tokens:
         import torch
@@ -117,8 +117,11 @@ def visible_mask(arrays: dict[str, np.ndarray], num_tokens: int) -> np.ndarray:
     if "info/visible" in arrays:
         return arrays["info/visible"].astype(bool)
     act = arrays["act"].astype(np.int64)
+    kept = np.ones(act.shape, dtype=bool)
+    if "info/num_visible" in arrays:  # a budget drawn per batch: each episode kept its first K indices
+        kept = np.arange(act.shape[1]) < arrays["info/num_visible"].astype(np.int64)[:, None]
     mask = np.zeros((len(act), num_tokens), dtype=bool)
-    np.put_along_axis(mask, act, True, axis=1)
+    np.put_along_axis(mask, act, kept, axis=1)
     return mask
 
 

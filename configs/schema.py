@@ -174,6 +174,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     mask_ratio: float = 0.9
     """Fraction of tokens masked, in (0, 1); K = round(N * (1 - mask_ratio)) stay visible."""
+    mask_ratio_range: Optional[list[float]] = None
+    """[low, high]: train with a budget drawn per batch (AutoGaze's ``uniform`` strategy), K uniform over the
+    integers from K(high) to K(low); the actions hold K(low) indices and each batch keeps its first K
+    (docs/environment.md). ``mask_ratio`` then sets only the held-out scores' ratio. None = mask_ratio always."""
     output_dir: str = "runs/${agent.name}-${model.name}-${data.name}"
     """Where logs (TensorBoard), the resolved config and checkpoints go."""
     seed: int = 0
@@ -218,6 +222,10 @@ def validate(cfg: Any) -> None:
             raise ConfigError(message)
 
     require(0.0 < cfg.mask_ratio < 1.0, f"mask_ratio must be in (0, 1), got {cfg.mask_ratio}")
+    if cfg.mask_ratio_range is not None:
+        low_high = list(cfg.mask_ratio_range)
+        require(len(low_high) == 2 and 0.0 < low_high[0] <= low_high[1] < 1.0,
+                f"mask_ratio_range must be [low, high] with 0 < low <= high < 1, got {low_high}")
     require(cfg.model.name in MODEL_NAMES, f"model.name must be one of {MODEL_NAMES}, got {cfg.model.name!r}")
     require(cfg.data.name in DATA_NAMES, f"data.name must be one of {DATA_NAMES}, got {cfg.data.name!r}")
     require(cfg.model.loss in LOSSES, f"model.loss must be one of {LOSSES}, got {cfg.model.loss!r}")

@@ -9,7 +9,8 @@ One ``step()`` handles all ``num_envs`` clips at once:
     reward   (B,) each clip's L_R, the MSE on its masked tokens (Eq. 6): ``reward="loss"`` gives
              +L_R (the paper's, lower is better), ``"negative_loss"`` -L_R (higher is better)
     done     every episode is one step: terminated
-    info     numpy arrays with Gymnasium's ``_key`` masks (see :class:`MAEVectorEnv`)
+    info     numpy arrays with Gymnasium's ``_key`` masks (see :class:`MAEVectorEnv`); ``num_visible``
+             is the K a clip's action keeps
 
 In ``"train"`` mode a step is one MAE optimisation step (Algorithm 1 line 11: the MAE in
 train mode, gradients on even when the caller collects under ``torch.no_grad()``); in
@@ -34,6 +35,16 @@ Group mode (GRPO): each clip appears ``group_size`` times in a row, each copy wi
 action. ``group_update="all"`` trains the MAE on every copy (each copy is a distinct masking
 of the clip, like extra data); ``"first"`` trains it on the first copy of each group only,
 so the MAE sees each clip once per step as without groups.
+
+A budget drawn per batch (``mask_ratio=(low, high)``, AutoGaze's ``uniform`` strategy): the
+action space stays ``KSubset(N, K_max)`` with K_max = K(low), so ``action_space.sample()``
+returns K_max distinct indices; each loaded batch draws its K uniformly from the integers
+[K(high), K(low)] with the env's own generator (``np_random``, seeded by ``reset(seed=...)``
+or set by the caller), announces it with the observation as ``info["num_visible"]`` (B,), and
+``step`` keeps the first K of each action's indices (a prefix of a uniformly ordered K_max-subset
+is a uniformly ordered K-subset, so random actions stay random masking). Every clip of a batch
+has the same K (the MAE encodes equal-length visible sets); K changes between batches. With a
+fixed ratio ``info["num_visible"]`` is K for every clip.
 
 An extra loss (``sampler_loss``, AdaMAE's recipe) joins the MAE's step: in train mode the
 environment computes the step's token embeddings again *with* gradient, calls
@@ -80,6 +91,17 @@ def autoreset_mode_from(value: AutoresetMode | str) -> AutoresetMode:
                          f"got {value!r}") from None
 
 
+def mask_ratio_range(mask_ratio: float | tuple[float, float] | list[float]) -> tuple[float, float]:
+    """``(low, high)`` from one ratio or a pair, each in (0, 1), low <= high."""
+    pair = (mask_ratio, mask_ratio) if np.ndim(mask_ratio) == 0 else tuple(mask_ratio)
+    if len(pair) != 2:
+        raise ValueError(f"mask_ratio must be a number or a pair (low, high), got {mask_ratio!r}")
+    low, high = float(pair[0]), float(pair[1])
+    if not (0.0 < low <= high < 1.0):
+        raise ValueError(f"mask_ratio must lie in (0, 1), and a pair must have low <= high; got {mask_ratio!r}")
+    return low, high
+
+
 def motion_enrichment(visible: torch.Tensor, motion: torch.Tensor,
                       probs: torch.Tensor | None = None) -> tuple[float, float]:
     """How much more often than chance moving tokens are visible (1.0 = random masking).
@@ -107,7 +129,8 @@ class MAEVectorEnv(VectorEnv):
 
     :param mae: the MAE (unwrapped module); its tokenizer makes the observations.
     :param clips: where clip batches come from; its batch size is ``num_envs / group_size``.
-    :param mask_ratio: K = round(N * (1 - mask_ratio)) visible tokens per clip.
+    :param mask_ratio: K = round(N * (1 - mask_ratio)) visible tokens per clip; a pair ``(low, high)``
+        draws K per batch from [K(high), K(low)] (module docstring), with actions of K(low) indices.
     :param optimizer: the MAE's optimisation step; required for ``mode="train"``.
     :param forward_module: what computes predictions in train mode, e.g. the MAE wrapped in
         DistributedDataParallel; defaults to ``mae``.
@@ -126,7 +149,8 @@ class MAEVectorEnv(VectorEnv):
     the step's slots), each a numpy array over the B clips with its Gymnasium mask ``_key``
     (all True: every clip has every key), so ``gymnasium.wrappers.vector.DictInfoToList``
     splits it per clip: ``token_error`` (B, N) float32 (0 at visible tokens, and before the
-    first step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group`` (B,) int64. The
+    first step), ``visible`` (B, N) bool, ``clip_index``, ``label``, ``group``, ``num_visible`` (B,)
+    int64. The
     info of the episodes that ended describes the clips just acted on (in ``SAME_STEP`` mode
     ``info["final_info"]``), a reset's the clips now waiting.
     """
@@ -134,7 +158,7 @@ class MAEVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"]}
     """The class's defaults; an instance's ``metadata`` carries its own ``autoreset_mode``."""
 
-    def __init__(self, mae: PretrainVideoMAE, clips: ClipSource, *, mask_ratio: float,
+    def __init__(self, mae: PretrainVideoMAE, clips: ClipSource, *, mask_ratio: float | tuple[float, float],
                  optimizer: MAEOptimizer | None = None, forward_module: nn.Module | None = None,
                  mode: str = "train", group_size: int = 1, group_update: str = "all", amp: bool = True,
                  render_mode: str | None = None, reward: str = "loss",
@@ -157,8 +181,12 @@ class MAEVectorEnv(VectorEnv):
         self.sampler_loss = sampler_loss
         self.group_size, self.group_update = group_size, group_update
         self.num_envs = clips.batch_size * group_size
-        self.num_tokens, self.num_visible = mae.num_tokens, num_visible(mae.num_tokens, mask_ratio)
-        self.mask_ratio = mask_ratio
+        self.num_tokens = mae.num_tokens
+        low, high = mask_ratio_range(mask_ratio)
+        self.mask_ratio = low  # the ratio whose K is the action's length
+        self.mask_ratio_range = (low, high) if high != low else None
+        # K of the action space (K_max under a range) and the fewest a batch may keep
+        self.num_visible, self.min_visible = num_visible(self.num_tokens, low), num_visible(self.num_tokens, high)
         self.device = next(mae.parameters()).device
         self.amp = amp and self.device.type == "cuda"
         self.set_mode(mode)
@@ -177,6 +205,19 @@ class MAEVectorEnv(VectorEnv):
         self._last_scored: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rendered: tuple[torch.Tensor, torch.Tensor] | None = None  # (video, visible) of the last step
         self._clips_state = clips.state_dict()
+        self._budget_state: dict | None = None  # np_random's state before the waiting batch drew its K
+
+    @property
+    def draws_budget(self) -> bool:
+        """Whether each batch draws its own K (``mask_ratio=(low, high)``)."""
+        return self.min_visible != self.num_visible
+
+    @property
+    def batch_num_visible(self) -> int:
+        """K of the clips now waiting for an action (the action's first K indices are kept)."""
+        if self._batch is None:
+            raise RuntimeError("call reset() first: no clips are waiting")
+        return int(self._batch["num_visible"][0])
 
     # ---- modes
     def set_mode(self, mode: str) -> None:
@@ -213,7 +254,7 @@ class MAEVectorEnv(VectorEnv):
                         no_episode_ended.copy(), self.reset_info())
             raise RuntimeError("autoreset_mode=DISABLED: every episode ends at its first step; call reset() "
                                "for the next clips before the next step()")
-        visible = indices_to_mask(self.check_action(actions), self.num_tokens)
+        visible = indices_to_mask(self.check_action(actions)[:, : self.batch_num_visible], self.num_tokens)
         video, target = self._batch["video"], self._batch["target"]
         training = self.mode == "train"
         self.mae.train(training)
@@ -235,7 +276,7 @@ class MAEVectorEnv(VectorEnv):
         loss = out.per_clip.detach().float().cpu().numpy()
         reward = loss if self.reward == "loss" else -loss
         info = self._info(out.per_token.detach(), visible)
-        self.last_stats = {**self.last_stats, "loss": float(loss.mean())}
+        self.last_stats = {**self.last_stats, "loss": float(loss.mean()), "num_visible": self.batch_num_visible}
         self._last_scored = (target, visible)  # for trivial_losses(), asked for when the loop logs
         if self._batch["motion"] is not None:  # built-in data: which tokens a moving object covers
             self.last_stats["motion_enrichment"] = motion_enrichment(visible, self._batch["motion"])[0]
@@ -272,9 +313,11 @@ class MAEVectorEnv(VectorEnv):
         if act.ndim != 2 or act.shape[0] != self.num_envs:
             raise ValueError(f"action must have shape (num_envs, K) = {expected}, got {tuple(act.shape)}")
         if act.shape[1] != self.num_visible:
-            raise ValueError(
-                f"action has {act.shape[1]} indices per clip, but K = round(N * (1 - mask_ratio)) = "
-                f"{self.num_visible} (N={self.num_tokens}, mask_ratio={self.mask_ratio})")
+            budget = (f"K_max = K(lowest mask_ratio {self.mask_ratio}) = {self.num_visible}, of which the batch keeps "
+                      f"the first {self.batch_num_visible}" if self.draws_budget else
+                      f"K = round(N * (1 - mask_ratio)) = {self.num_visible}")
+            raise ValueError(f"action has {act.shape[1]} indices per clip, but {budget} (N={self.num_tokens}, "
+                             f"mask_ratio={self.mask_ratio_range or self.mask_ratio})")
         if act.is_floating_point():
             if not torch.equal(act, act.round()):
                 raise ValueError("action indices must be integers")
@@ -295,6 +338,10 @@ class MAEVectorEnv(VectorEnv):
     # ---- internals
     def _load_next_batch(self) -> None:
         self._clips_state = self.clips.state_dict()  # the position of the batch about to wait for actions
+        k = self.num_visible
+        if self.draws_budget:
+            self._budget_state = self.np_random.bit_generator.state
+            k = int(self.np_random.integers(self.min_visible, self.num_visible + 1))
         batch = self.clips.next_batch()
         self.batches_loaded += 1
         self._episodes_over = False
@@ -313,6 +360,7 @@ class MAEVectorEnv(VectorEnv):
             "label": np.repeat(batch["label"].cpu().numpy().astype(np.int64), g),
             "group": np.repeat(groups.astype(np.int64), g),
             "motion": repeat(batch["motion"]) if "motion" in batch else None,
+            "num_visible": np.full(self.num_envs, k, dtype=np.int64),
         }
 
     @property
@@ -332,7 +380,7 @@ class MAEVectorEnv(VectorEnv):
     def _info(self, token_error: torch.Tensor | np.ndarray, visible: torch.Tensor | np.ndarray) -> dict[str, Any]:
         """Gymnasium's vector layout: ``{key: (B, ...) array, "_key": (B,) bool}``, new arrays each call."""
         values = {"token_error": _numpy(token_error).astype(np.float32, copy=False), "visible": _numpy(visible),
-                  **{key: self._batch[key].copy() for key in ("clip_index", "label", "group")}}
+                  **{key: self._batch[key].copy() for key in ("clip_index", "label", "group", "num_visible")}}
         if self._batch["motion"] is not None:  # built-in data: the tokens a moving object covers
             values["motion"] = _numpy(self._batch["motion"]).astype(bool)
         every_clip = np.ones(self.num_envs, dtype=bool)
@@ -361,11 +409,13 @@ class MAEVectorEnv(VectorEnv):
     def state_dict(self) -> dict:
         """What a resumed run needs: the position of the waiting batch (``reset`` reloads it) and counters."""
         return {"clips": self._clips_state, "skipped_videos": self.skipped_videos,
-                "groups_emitted": self._groups_emitted}
+                "groups_emitted": self._groups_emitted, "budget": self._budget_state}
 
     def load_state_dict(self, state: dict) -> None:
         self.clips.load_state_dict(state["clips"])
         self.skipped_videos, self._groups_emitted = state["skipped_videos"], state["groups_emitted"]
+        if state.get("budget") is not None:  # the waiting batch draws the same K again
+            self.np_random.bit_generator.state = state["budget"]
 
 
 class MAEEnv(gymnasium.Env):

@@ -93,7 +93,8 @@ def test_make_vec_builds_the_env_and_gymnasium_wrappers_read_its_info():
     wrapped = DictInfoToList(RecordEpisodeStatistics(env))
     obs, infos = wrapped.reset(seed=0)
     assert env.observation_space.contains(obs)
-    assert len(infos) == 8 and set(infos[0]) == {"token_error", "visible", "clip_index", "label", "group", "motion"}
+    assert len(infos) == 8 and set(infos[0]) == {"token_error", "visible", "clip_index", "label", "group", "motion",
+                                               "num_visible"}
     wrapped.action_space.seed(0)
     total = np.zeros(8)
     for _ in range(2):
@@ -225,7 +226,7 @@ def test_the_single_env_passes_gymnasiums_checker_and_vectorises():
     assert isinstance(obs, np.ndarray) and obs.shape == env.observation_space.shape == (32, 96)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert terminated and not truncated and reward < 0 and set(info) == {"token_error", "visible", "clip_index",
-                                                                                 "label", "motion"}
+                                                                                 "label", "motion", "num_visible"}
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(env.action_space.sample())
     synced = gym.make_vec(envs.ENV_ID, num_envs=3, vectorization_mode="sync", mode="frozen", **SMALL)

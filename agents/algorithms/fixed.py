@@ -99,4 +99,7 @@ class FixedMaskAlgorithm(OnPolicyAlgorithm[FixedMaskPolicy]):
 def build_fixed(spec: EnvSpec, config: FixedConfig, device: torch.device, *,
                 actor: Any = None, critic: Any = None) -> FixedMaskAlgorithm:
     """A fixed masker (``config.name``); ``actor``/``critic`` are not used."""
+    if config.name == "tube" and spec.min_visible != spec.num_visible:
+        raise ValueError("agent=tube cannot act with a budget drawn per batch (mask_ratio_range): the environment "
+                         "keeps a prefix of each action, and a prefix of a tube mask is not a tube mask")
     return FixedMaskAlgorithm(policy=FixedMaskPolicy(masker=config.name, spec=spec, seed=config.seed))

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import gymnasium as gym
+import numpy as np
 import torch
 from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
 from tianshou.data import Batch
@@ -46,9 +47,21 @@ class TemperedPlackettLuce:
         self.k, self.temperature = k, float(temperature)
         self.masked_logprob, self.normalize_entropy = masked_logprob, normalize_entropy
 
-    def __call__(self, logits: torch.Tensor) -> PlackettLuce:
+    def __call__(self, logits: torch.Tensor, counts: torch.Tensor | None = None) -> PlackettLuce:
         return PlackettLuce(logits, k=self.k, temperature=self.temperature, masked_logprob=self.masked_logprob,
-                            normalize_entropy=self.normalize_entropy)
+                            normalize_entropy=self.normalize_entropy, counts=counts)
+
+
+def visible_counts(batch: Any) -> torch.Tensor | None:
+    """Each clip's K, ``info.num_visible`` ``(B,)``, as the environment announces it with the observation
+    and the Collector stores it with the transition; None where the info has none (every clip then keeps
+    the action's K). With a budget drawn per batch the action holds K_max draws and clip b keeps the first
+    ``num_visible[b]``."""
+    info = batch.get("info", None) if hasattr(batch, "get") else None
+    if info is None or not hasattr(info, "get"):
+        return None
+    counts = info.get("num_visible", None)
+    return None if counts is None else torch.as_tensor(np.asarray(counts, dtype=np.int64)).reshape(-1)
 
 
 class TokenSamplerPolicy(ProbabilisticActorPolicy):
@@ -113,15 +126,18 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
         self.dist_fn.temperature = float(value)
 
     def distribution(self, batch: Any) -> PlackettLuce:
-        """pi_theta(X) for a batch with ``obs`` (and ``info``): the actor only, with gradients."""
+        """pi_theta(X) for a batch with ``obs`` (and ``info``): the actor only, with gradients; each clip's K
+        from ``info.num_visible`` where the environment announces it (:func:`visible_counts`)."""
         logits_BN, _ = self.actor(batch.obs, state=None, info=batch.get("info", None))
-        return cast(PlackettLuce, self.dist_fn(logits_BN))
+        return self.dist_fn(logits_BN, visible_counts(batch))
 
     def forward(self, batch: ObsBatchProtocol, state: Any = None) -> DistBatchProtocol:
-        result = super().forward(batch, state)
-        dist = cast(PlackettLuce, result.dist)
+        # Tianshou's ProbabilisticActorPolicy.forward, with each clip's K handed to the distribution
+        logits_BN, hidden = self.actor(batch.obs, state=state, info=batch.info)
+        dist = self.dist_fn(logits_BN, visible_counts(batch))
+        act_BK = dist.mode if self.deterministic_eval and not self.is_within_training_step else dist.sample()
+        result = Batch(logits=logits_BN, act=act_BK, state=hidden, dist=dist)
         with torch.no_grad():
-            act_BK = result.act
             extras = Batch(
                 log_prob=dist.log_prob(act_BK),
                 masked_log_prob=dist.masked_log_prob(act_BK),

@@ -18,7 +18,9 @@ class EnvSpec:
     :param grid: token grid ``(T', H', W')``, frame-major.
     :param action_space: the single-env action space ``MultiDiscrete([N] * K)``.
     :param group_size: copies of each clip per step (GRPO groups; 1 = none).
-    :param mask_ratio: rho.
+    :param mask_ratio: rho (the lowest of a range: the one whose K is the action's length).
+    :param min_visible: the fewest visible tokens a batch keeps (``num_visible`` unless the environment
+        draws its budget per batch; then each clip's K is in ``info.num_visible``).
     """
 
     num_tokens: int
@@ -28,6 +30,11 @@ class EnvSpec:
     action_space: gym.Space
     group_size: int
     mask_ratio: float
+    min_visible: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_visible is None:
+            object.__setattr__(self, "min_visible", self.num_visible)
 
     @classmethod
     def from_env(cls, env: Any) -> EnvSpec:
@@ -37,4 +44,5 @@ class EnvSpec:
         return cls(num_tokens=int(env.num_tokens), num_visible=int(env.num_visible),
                    embed_dim=int(env.single_observation_space.shape[-1]),
                    grid=tuple(int(g) for g in grid), action_space=env.single_action_space,
-                   group_size=int(getattr(env, "group_size", 1)), mask_ratio=float(env.mask_ratio))
+                   group_size=int(getattr(env, "group_size", 1)), mask_ratio=float(env.mask_ratio),
+                   min_visible=int(getattr(env, "min_visible", env.num_visible)))
