@@ -81,11 +81,16 @@ def summarize(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> dict[s
     if "entropy" in summary and num_tokens > 1:
         summary["entropy"]["mean_over_log_n"] = summary["entropy"]["mean"] / math.log(num_tokens)
     if num_tokens:
+        # a budget drawn per batch: each episode's own K (the reference is the mean over episodes)
+        ks = arrays["info/num_visible"].astype(np.int64) if "info/num_visible" in arrays else np.array([num_visible])
+        uniform_log_prob = np.array([-sum(math.log(num_tokens - j) for j in range(k)) for k in range(int(ks.max()) + 1)])
         summary["uniform_policy"] = {
-            "log_prob": -float(sum(math.log(num_tokens - j) for j in range(num_visible))),
+            "log_prob": float(uniform_log_prob[ks].mean()),
             "masked_log_prob_mean": -math.log(num_tokens),
-            "tokens_for_half_mass": math.ceil(num_tokens / 2), "visible_frequency": num_visible / num_tokens,
+            "tokens_for_half_mass": math.ceil(num_tokens / 2), "visible_frequency": float(ks.mean()) / num_tokens,
         }
+        if len(np.unique(ks)) > 1:
+            summary["num_visible_per_episode"] = _stats(ks.astype(np.float64))
     if "policy/probs" in arrays:
         probs = arrays["policy/probs"].astype(np.float64)
         entropy = -(np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1.0)), 0.0)).sum(1)

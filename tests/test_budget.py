@@ -185,8 +185,26 @@ def test_the_collector_stores_each_episodes_k_and_ppos_ratio_is_exactly_one():
         k = int(counts[row])
         alone = PlackettLuce(dist.logits[row:row + 1], k=k)
         torch.testing.assert_close(torch.as_tensor(batch.policy.log_prob[row]), alone.log_prob(act[row:row + 1, :k])[0])
+    summary = _inspected(buffer, agent)
+    assert summary["uniform_policy"]["visible_frequency"] == pytest.approx(counts.mean() / 32)
+    assert summary["num_visible_per_episode"]["mean"] == pytest.approx(counts.mean())
     stats = agent.update(buffer)
     assert stats["policy/ratio_mean"] == 1.0 and stats["policy/approx_kl"] == 0.0
+
+
+def _inspected(buffer, agent):
+    """What ``python -m agents.inspect`` reads of the buffer, dumped as train_joint.py dumps it."""
+    import tempfile
+    from pathlib import Path
+
+    from agents.buffers import dump_hdf5, read_rollouts
+    from agents.inspect import summarize
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "buffer.h5"
+        dump_hdf5(buffer, path, metadata=agent.metadata())
+        arrays, metadata = read_rollouts(path)
+    return summarize(arrays, metadata)
 
 
 def _prefix_masks(act: torch.Tensor, counts: np.ndarray, num_tokens: int) -> np.ndarray:
