@@ -126,8 +126,8 @@ def make_mae_vector_env(num_envs: int = 8, *, model: str | None = None, mode: st
         trained with.
     :param seed: the MAE's initial weights (without a checkpoint) and the clip stream; the global
         torch generator is left as it was.
-    :param settings: replace the CPU testbed's values (:func:`testbed_settings`): ``mask_ratio``,
-        ``lr``, ``norm_target`` and the preset's data keys (``num_frames``, ``synthetic_clips``,
+    :param settings: replace the CPU testbed's values (:func:`testbed_settings`): ``mask_ratio`` (a
+        pair ``(low, high)`` draws K per batch, see :mod:`envs.mae_env`), ``lr``, ``norm_target`` and the preset's data keys (``num_frames``, ``synthetic_clips``,
         ``synthetic_background``, ``synthetic_objects``, ``synthetic_contrast``, ``synthetic_fresh``,
         ``num_workers``).
     """
