@@ -170,8 +170,9 @@ def build_mae_optimizer(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: Cli
 
 
 def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *, world_size: int,
-              device: torch.device, is_main: bool) -> MAEVectorEnv:
-    """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen)."""
+              device: torch.device, is_main: bool, optimizer: MAEOptimizer | None = None) -> MAEVectorEnv:
+    """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen).
+    ``optimizer``: the MAE's optimisation step, built here when None (tools.bench_agents shares one)."""
     group_size = int(cfg.agent.get("group_size", 1))
     if cfg.train.mae == "frozen":  # no optimiser, schedule or DDP wrapper: nothing of the MAE changes
         return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, mode="frozen", group_size=group_size,
@@ -181,7 +182,8 @@ def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *
         forward_module = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     return MAEVectorEnv(model, clips, mask_ratio=cfg.mask_ratio, forward_module=forward_module,
-                        optimizer=build_mae_optimizer(cfg, model, clips, world_size=world_size, is_main=is_main),
+                        optimizer=optimizer or build_mae_optimizer(cfg, model, clips, world_size=world_size,
+                                                                   is_main=is_main),
                         group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp,
                         reward=cfg.train.reward)
 
@@ -205,6 +207,13 @@ def build_sampler(cfg: DictConfig, env: MAEVectorEnv, *, world_size: int, device
             dist.broadcast(tensor.data, src=0)  # every rank starts from rank 0's policy
         average_gradients_across_ranks(agent.algorithm, world_size)  # in its update, or in the MAE's step
     return agent
+
+
+def build_collector(cfg: DictConfig, env: MAEVectorEnv, agent: Agent) -> tuple[VectorReplayBuffer, Collector]:
+    """The buffer of one cycle's episodes (``train.update_steps_mae`` steps of every clip) and the Collector
+    that fills it through Tianshou's view of the environment."""
+    buffer = VectorReplayBuffer(cfg.train.update_steps_mae * env.num_envs, env.num_envs, ignore_obs_next=True)
+    return buffer, Collector(agent.policy, TianshouVectorEnv(env), buffer)
 
 
 def build_evaluator(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent,
@@ -264,12 +273,12 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
     clips = build_clips(cfg, model, rank=rank, world_size=world_size, device=device)
     env = build_env(cfg, model, clips, world_size=world_size, device=device, is_main=is_main)
     agent = build_sampler(cfg, env, world_size=world_size, device=device, is_main=is_main)
-    buffer = VectorReplayBuffer(cfg.train.update_steps_mae * env.num_envs, env.num_envs, ignore_obs_next=True)
+    buffer, collector = build_collector(cfg, env, agent)
     schedule_steps = clips.steps_per_epoch * cfg.train.epochs  # stopping early is not a shorter run
     run = Run(cfg=cfg, rank=rank, world_size=world_size, device=device, output_dir=folder.path, writer=folder.writer,
               lock=folder.lock,
               model=model, clips=clips, env=env, agent=agent, buffer=buffer,
-              collector=Collector(agent.policy, TianshouVectorEnv(env), buffer),
+              collector=collector,
               generators={"mask": mask_generator, **rng.find_generators(agent.policy, "agent")},  # each rank's own
               mask_generator=mask_generator,
               total_steps=schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps))
