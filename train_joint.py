@@ -295,18 +295,9 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
         run.resumed_at = run.step
         rng.restore(state["rng"], rank, run.generators)  # this rank's own states (runtime/rng.py)
     if is_main:
-        for note in start_notes(run):
-            print(f"note: {note}")
+        start_messages(run).show()
         run.evaluate = build_evaluator(cfg, model, agent, device)
         run.pictures = build_pictures(run)
-        if run.frozen and cfg.train.mae_only_epochs > 0:
-            print(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
-                  f"{cfg.train.mae_only_epochs} (random-masking epochs of joint training) does not apply")
-        lines, warnings = phase_notes(run)
-        for line in lines:
-            print(line)
-        for message in warnings:
-            warn(message)
     return run
 
 
@@ -327,9 +318,47 @@ def single_minibatch_clip(run: Run) -> bool:
     return int(getattr(config, "update_steps_policy", 1)) * minibatches == 1
 
 
-def phase_notes(run: Run) -> tuple[list[str], list[str]]:
-    """What rank 0 prints at start (the run's phases), and the warnings of a run that tests less than it seems."""
-    cfg, agent = run.cfg, run.agent
+@dataclass
+class StartMessages:
+    """What rank 0 prints before the first step: ``lines`` (the run's phases), ``notes`` (settings that
+    do less than they seem to, printed ``note: ...``) and ``warnings`` (a run that tests less than it
+    seems to, ``warning: ...`` on stderr)."""
+
+    lines: list[str]
+    notes: list[str]
+    warnings: list[str]
+
+    def show(self) -> None:
+        for note in self.notes:
+            print(f"note: {note}")
+        for line in self.lines:
+            print(line)
+        for message in self.warnings:
+            warn(message)
+
+
+def start_messages(run: Run) -> StartMessages:
+    """The messages of a run about to start (:class:`StartMessages`)."""
+    cfg, env, agent = run.cfg, run.env, run.agent
+    notes = []
+    exact = env.num_tokens * (1 - cfg.mask_ratio)
+    if env.num_visible != round(exact):
+        notes.append(f"mask_ratio={cfg.mask_ratio} keeps K={env.num_visible} of N={env.num_tokens} tokens visible "
+                     f"(N x (1 - mask_ratio) = {exact:.2f}; K is at least 1 and at most N - 1)")
+    if run.device.type == "cpu" and cfg.model.name in ("small", "base", "large"):
+        notes.append(f"model={cfg.model.name} on a CPU takes seconds per step (base: about 9 s with batch 4 on "
+                     "2 cores); the CPU testbed's model is micro (preset=cpu)")
+    scheduler = env.optimizer.scheduler if env.optimizer is not None else None
+    warmup = getattr(scheduler, "warmup_steps", 0) * cfg.train.accum_steps
+    schedule = run.schedule_steps
+    if warmup and warmup >= schedule:
+        notes.append(f"the learning-rate warm-up (train.warmup_epochs={cfg.train.warmup_epochs}) lasts the whole "
+                     f"schedule (train.epochs={cfg.train.epochs}, {schedule} steps): the MAE never trains at its "
+                     "peak lr")
+    lines = []
+    if run.frozen and cfg.train.mae_only_epochs > 0:
+        lines.append(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
+                     f"{cfg.train.mae_only_epochs} (random-masking epochs of joint training) does not apply")
     per_epoch, epochs = run.clips.steps_per_epoch, random_masking_epochs(run)
     phase_end = epochs * per_epoch
     if not agent.learns:
@@ -340,7 +369,7 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
         k = cfg.train.update_steps_mae
         phases = (f"random masking until step {phase_end} (train.mae_only_epochs={epochs}), then the sampler's "
                   f"cycles of {k} step{'s' if k != 1 else ''}")
-    lines = [f"{run.total_steps} MAE steps, {per_epoch} per epoch; {phases}"]
+    lines.append(f"{run.total_steps} MAE steps, {per_epoch} per epoch; {phases}")
     warnings = []
     if agent.learns and run.total_steps <= phase_end:
         warnings.append(
@@ -353,7 +382,7 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
             f"the ratio is 1, so the clip never acts and policy/approx_kl and policy/clip_fraction stay 0, "
             f"policy/ratio_mean 1. For a clip that acts: agent.update_steps_policy=4 or agent.batch_size at most half "
             f"of the {cfg.train.update_steps_mae * run.env.num_envs} episodes of a cycle (docs/configuration.md)")
-    return lines, warnings
+    return StartMessages(lines=lines, notes=notes, warnings=warnings)
 
 
 def start_actor(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent, output_dir: Path | None) -> None:
@@ -590,26 +619,6 @@ def end_line(last: dict[str, float]) -> str | None:
                 f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}, "
                 f"clip mean {last['mae/mean_visible_loss']:.4f}")
     return None
-
-
-def start_notes(run: Run) -> list[str]:
-    """What a user should know before the run starts: settings that do less than they seem to."""
-    cfg, env, notes = run.cfg, run.env, []
-    exact = env.num_tokens * (1 - cfg.mask_ratio)
-    if env.num_visible != round(exact):
-        notes.append(f"mask_ratio={cfg.mask_ratio} keeps K={env.num_visible} of N={env.num_tokens} tokens visible "
-                     f"(N x (1 - mask_ratio) = {exact:.2f}; K is at least 1 and at most N - 1)")
-    if run.device.type == "cpu" and cfg.model.name in ("small", "base", "large"):
-        notes.append(f"model={cfg.model.name} on a CPU takes seconds per step (base: about 9 s with batch 4 on "
-                     "2 cores); the CPU testbed's model is micro (preset=cpu)")
-    scheduler = env.optimizer.scheduler if env.optimizer is not None else None
-    warmup = getattr(scheduler, "warmup_steps", 0) * cfg.train.accum_steps
-    schedule = run.schedule_steps
-    if warmup and warmup >= schedule:
-        notes.append(f"the learning-rate warm-up (train.warmup_epochs={cfg.train.warmup_epochs}) lasts the whole "
-                     f"schedule (train.epochs={cfg.train.epochs}, {schedule} steps): the MAE never trains at its "
-                     "peak lr")
-    return notes
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
