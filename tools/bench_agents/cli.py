@@ -47,7 +47,8 @@ def verdict(name: str, ratio: float | None, at_target_shapes: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_agents", description=tools.bench_agents.__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_agents",
+                                     description=tools.bench_agents.__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", choices=("tiny", "small", "base", "large"),
                         help="MAE size (default tiny; base = the paper's ViT-B, N = 1568, D = 768)")
