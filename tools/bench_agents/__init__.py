@@ -86,4 +86,5 @@ Usage::
     python -m tools.bench_agents --parts data --videos /work/shared/videos/*
     python -m tools.bench_agents --device cuda --model base --batch 16 --repeats 20
 """
+
 import runtime.fast_start  # noqa: F401, I001 - first, as in train_joint.py: before Tianshou loads numba
