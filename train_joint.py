@@ -173,8 +173,9 @@ def build_mae_optimizer(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: Cli
 
 
 def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *, world_size: int,
-              device: torch.device, is_main: bool) -> MAEVectorEnv:
-    """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen)."""
+              device: torch.device, is_main: bool, optimizer: MAEOptimizer | None = None) -> MAEVectorEnv:
+    """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen).
+    ``optimizer``: the MAE's optimisation step, built here when None (tools.bench_agents shares one)."""
     group_size = int(cfg.agent.get("group_size", 1))
     mask_ratio = tuple(cfg.mask_ratio_range) if cfg.mask_ratio_range is not None else cfg.mask_ratio
     if cfg.train.mae == "frozen":  # no optimiser, schedule or DDP wrapper: nothing of the MAE changes
@@ -186,7 +187,8 @@ def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *
             forward_module = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         env = MAEVectorEnv(model, clips, mask_ratio=mask_ratio, forward_module=forward_module,
-                           optimizer=build_mae_optimizer(cfg, model, clips, world_size=world_size, is_main=is_main),
+                           optimizer=optimizer or build_mae_optimizer(cfg, model, clips, world_size=world_size,
+                                                                      is_main=is_main),
                            group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp,
                            reward=cfg.train.reward)
     if env.draws_budget:  # every rank draws the same K per step; the state is saved with the env's
@@ -213,6 +215,13 @@ def build_sampler(cfg: DictConfig, env: MAEVectorEnv, *, world_size: int, device
             dist.broadcast(tensor.data, src=0)  # every rank starts from rank 0's policy
         average_gradients_across_ranks(agent.algorithm, world_size)  # in its update, or in the MAE's step
     return agent
+
+
+def build_collector(cfg: DictConfig, env: MAEVectorEnv, agent: Agent) -> tuple[VectorReplayBuffer, Collector]:
+    """The buffer of one cycle's episodes (``train.update_steps_mae`` steps of every clip) and the Collector
+    that fills it through Tianshou's view of the environment."""
+    buffer = VectorReplayBuffer(cfg.train.update_steps_mae * env.num_envs, env.num_envs, ignore_obs_next=True)
+    return buffer, Collector(agent.policy, TianshouVectorEnv(env), buffer)
 
 
 def build_evaluator(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent,
@@ -272,12 +281,12 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
     clips = build_clips(cfg, model, rank=rank, world_size=world_size, device=device)
     env = build_env(cfg, model, clips, world_size=world_size, device=device, is_main=is_main)
     agent = build_sampler(cfg, env, world_size=world_size, device=device, is_main=is_main)
-    buffer = VectorReplayBuffer(cfg.train.update_steps_mae * env.num_envs, env.num_envs, ignore_obs_next=True)
+    buffer, collector = build_collector(cfg, env, agent)
     schedule_steps = clips.steps_per_epoch * cfg.train.epochs  # stopping early is not a shorter run
     run = Run(cfg=cfg, rank=rank, world_size=world_size, device=device, output_dir=folder.path, writer=folder.writer,
               lock=folder.lock,
               model=model, clips=clips, env=env, agent=agent, buffer=buffer,
-              collector=Collector(agent.policy, TianshouVectorEnv(env), buffer),
+              collector=collector,
               generators={"mask": mask_generator, **rng.find_generators(agent.policy, "agent")},  # each rank's own
               mask_generator=mask_generator,
               total_steps=schedule_steps if cfg.train.max_steps < 0 else min(schedule_steps, cfg.train.max_steps))
@@ -294,18 +303,9 @@ def _build_run(cfg: DictConfig, rank: int, world_size: int, device: torch.device
         run.resumed_at = run.step
         rng.restore(state["rng"], rank, run.generators)  # this rank's own states (runtime/rng.py)
     if is_main:
-        for note in start_notes(run):
-            print(f"note: {note}")
+        start_messages(run).show()
         run.evaluate = build_evaluator(cfg, model, agent, device)
         run.pictures = build_pictures(run)
-        if run.frozen and cfg.train.mae_only_epochs > 0:
-            print(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
-                  f"{cfg.train.mae_only_epochs} (random-masking epochs of joint training) does not apply")
-        lines, warnings = phase_notes(run)
-        for line in lines:
-            print(line)
-        for message in warnings:
-            warn(message)
     return run
 
 
@@ -326,9 +326,47 @@ def single_minibatch_clip(run: Run) -> bool:
     return int(getattr(config, "update_steps_policy", 1)) * minibatches == 1
 
 
-def phase_notes(run: Run) -> tuple[list[str], list[str]]:
-    """What rank 0 prints at start (the run's phases), and the warnings of a run that tests less than it seems."""
-    cfg, agent = run.cfg, run.agent
+@dataclass
+class StartMessages:
+    """What rank 0 prints before the first step: ``lines`` (the run's phases), ``notes`` (settings that
+    do less than they seem to, printed ``note: ...``) and ``warnings`` (a run that tests less than it
+    seems to, ``warning: ...`` on stderr)."""
+
+    lines: list[str]
+    notes: list[str]
+    warnings: list[str]
+
+    def show(self) -> None:
+        for note in self.notes:
+            print(f"note: {note}")
+        for line in self.lines:
+            print(line)
+        for message in self.warnings:
+            warn(message)
+
+
+def start_messages(run: Run) -> StartMessages:
+    """The messages of a run about to start (:class:`StartMessages`)."""
+    cfg, env, agent = run.cfg, run.env, run.agent
+    notes = []
+    exact = env.num_tokens * (1 - cfg.mask_ratio)
+    if not env.draws_budget and env.num_visible != round(exact):
+        notes.append(f"mask_ratio={cfg.mask_ratio} keeps K={env.num_visible} of N={env.num_tokens} tokens visible "
+                     f"(N x (1 - mask_ratio) = {exact:.2f}; K is at least 1 and at most N - 1)")
+    if run.device.type == "cpu" and cfg.model.name in ("small", "base", "large"):
+        notes.append(f"model={cfg.model.name} on a CPU takes seconds per step (base: about 9 s with batch 4 on "
+                     "2 cores); the CPU testbed's model is micro (preset=cpu)")
+    scheduler = env.optimizer.scheduler if env.optimizer is not None else None
+    warmup = getattr(scheduler, "warmup_steps", 0) * cfg.train.accum_steps
+    schedule = run.schedule_steps
+    if warmup and warmup >= schedule:
+        notes.append(f"the learning-rate warm-up (train.warmup_epochs={cfg.train.warmup_epochs}) lasts the whole "
+                     f"schedule (train.epochs={cfg.train.epochs}, {schedule} steps): the MAE never trains at its "
+                     "peak lr")
+    lines = []
+    if run.frozen and cfg.train.mae_only_epochs > 0:
+        lines.append(f"train.mae=frozen: the sampler acts from the first step; train.mae_only_epochs="
+                     f"{cfg.train.mae_only_epochs} (random-masking epochs of joint training) does not apply")
     per_epoch, epochs = run.clips.steps_per_epoch, random_masking_epochs(run)
     phase_end = epochs * per_epoch
     if not agent.learns:
@@ -339,7 +377,12 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
         k = cfg.train.update_steps_mae
         phases = (f"random masking until step {phase_end} (train.mae_only_epochs={epochs}), then the sampler's "
                   f"cycles of {k} step{'s' if k != 1 else ''}")
-    lines = [f"{run.total_steps} MAE steps, {per_epoch} per epoch; {phases}"]
+    lines.append(f"{run.total_steps} MAE steps, {per_epoch} per epoch; {phases}")
+    if env.draws_budget:
+        low, high = env.mask_ratio_range
+        lines.append(f"a budget drawn per batch: K from {env.min_visible} to {env.num_visible} of N={env.num_tokens} "
+                     f"(mask_ratio_range=[{low:g}, {high:g}]), actions of {env.num_visible} indices; held-out scores "
+                     f"at mask_ratio={cfg.mask_ratio:g}")
     warnings = []
     if agent.learns and run.total_steps <= phase_end:
         warnings.append(
@@ -352,7 +395,7 @@ def phase_notes(run: Run) -> tuple[list[str], list[str]]:
             f"the ratio is 1, so the clip never acts and policy/approx_kl and policy/clip_fraction stay 0, "
             f"policy/ratio_mean 1. For a clip that acts: agent.update_steps_policy=4 or agent.batch_size at most half "
             f"of the {cfg.train.update_steps_mae * run.env.num_envs} episodes of a cycle (docs/configuration.md)")
-    return lines, warnings
+    return StartMessages(lines=lines, notes=notes, warnings=warnings)
 
 
 def start_actor(cfg: DictConfig, model: mae.PretrainVideoMAE, agent: Agent, output_dir: Path | None) -> None:
@@ -591,26 +634,6 @@ def end_line(last: dict[str, float]) -> str | None:
                 f"masks: MAE {last['mae/loss']:.4f}, copy {last['mae/copy_loss']:.4f}, "
                 f"clip mean {last['mae/mean_visible_loss']:.4f}")
     return None
-
-
-def start_notes(run: Run) -> list[str]:
-    """What a user should know before the run starts: settings that do less than they seem to."""
-    cfg, env, notes = run.cfg, run.env, []
-    exact = env.num_tokens * (1 - cfg.mask_ratio)
-    if env.num_visible != round(exact):
-        notes.append(f"mask_ratio={cfg.mask_ratio} keeps K={env.num_visible} of N={env.num_tokens} tokens visible "
-                     f"(N x (1 - mask_ratio) = {exact:.2f}; K is at least 1 and at most N - 1)")
-    if run.device.type == "cpu" and cfg.model.name in ("small", "base", "large"):
-        notes.append(f"model={cfg.model.name} on a CPU takes seconds per step (base: about 9 s with batch 4 on "
-                     "2 cores); the CPU testbed's model is micro (preset=cpu)")
-    scheduler = env.optimizer.scheduler if env.optimizer is not None else None
-    warmup = getattr(scheduler, "warmup_steps", 0) * cfg.train.accum_steps
-    schedule = run.schedule_steps
-    if warmup and warmup >= schedule:
-        notes.append(f"the learning-rate warm-up (train.warmup_epochs={cfg.train.warmup_epochs}) lasts the whole "
-                     f"schedule (train.epochs={cfg.train.epochs}, {schedule} steps): the MAE never trains at its "
-                     "peak lr")
-    return notes
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

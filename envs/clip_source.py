@@ -9,6 +9,8 @@ resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import atexit
+import gc
+import multiprocessing
 import signal
 import weakref
 from typing import Any
@@ -17,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.video_dataset import report_unreadable, restore_unreadable, unreadable_videos
-from runtime.errors import UserError
+from runtime.errors import UserError, warn
 
 
 class NotEnoughClipsError(UserError, ValueError):
@@ -43,37 +45,28 @@ def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, _absorb_first_sigterm)
 
 
-_live_iterators: weakref.WeakSet = weakref.WeakSet()
-"""Multi-process DataLoader iterators of every ClipSource, shut down at exit."""
+_live_sources: weakref.WeakSet = weakref.WeakSet()
+"""ClipSources whose data-loading workers are running, closed at exit."""
 _exit_hook_registered = False
 
 
-def _shut_down_workers() -> None:
+def _close_live_sources() -> None:
     """Stop every ClipSource's workers the DataLoader's clean way (done event, end-of-work message).
 
     Runs at interpreter exit before torch's own exit hook (registered later, so it runs first): once
     torch's has run, a DataLoader left alive at exit no longer stops its workers itself, and
     multiprocessing's ``terminate()`` would be the first SIGTERM a worker sees, which it absorbs.
     """
-    for iterator in list(_live_iterators):
-        _shut_down(iterator)
+    for source in list(_live_sources):
+        source.close()
 
 
-def _shut_down(iterator: Any) -> None:
-    """One DataLoader iterator's workers, stopped the DataLoader's clean way (none without workers)."""
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
-def _track(iterator: Any) -> None:
+def _track(source: ClipSource) -> None:
     global _exit_hook_registered
-    if not hasattr(iterator, "_shutdown_workers"):  # num_workers=0: no workers
-        return
     if not _exit_hook_registered:
-        atexit.register(_shut_down_workers)
+        atexit.register(_close_live_sources)
         _exit_hook_registered = True
-    _live_iterators.add(iterator)
+    _live_sources.add(source)
 
 
 class ClipSource:
@@ -105,10 +98,12 @@ class ClipSource:
         self.base_seed = seed
         self.epoch, self.batch_in_epoch = 0, 0
         self._iterator = None
+        self._workers: list[Any] = []  # the current iterator's worker processes
 
     def seed(self, seed: int) -> None:
         """Restart the stream at epoch 0 with a new seed."""
-        self.base_seed, self.epoch, self.batch_in_epoch, self._iterator = seed, 0, 0, None
+        self.close()
+        self.base_seed, self.epoch, self.batch_in_epoch = seed, 0, 0
 
     def _epoch_seed(self) -> int:
         return self.base_seed * 100_003 + self.epoch
@@ -132,17 +127,37 @@ class ClipSource:
                             pin_memory=self.device.type == "cuda",
                             worker_init_fn=_leave_stop_signals_to_the_main_process,
                             generator=torch.Generator().manual_seed(self._epoch_seed() + 1))
-        self._iterator = iter(loader)
-        _track(self._iterator)
+        before = set(multiprocessing.active_children())
+        self._iterator = iter(loader)  # starts the workers
+        self._workers = [child for child in multiprocessing.active_children() if child not in before]
+        if self._workers:
+            _track(self)
 
     def close(self) -> None:
-        """Stop the data-loading workers now (the next batch starts them again)."""
-        _shut_down(self._iterator)
-        self._iterator = None
+        """Stop the data-loading workers now (the next batch starts them again).
+
+        The DataLoader has no public stop: its iterator stops its workers cleanly when the last
+        reference to it goes (``__del__``), so this drops ours and checks that they are gone.
+        """
+        iterator, workers = self._iterator, self._workers
+        self._iterator, self._workers = None, []
+        _live_sources.discard(self)
+        if not workers:
+            return
+        collected = weakref.ref(iterator)
+        del iterator
+        if collected() is not None:  # held in a reference cycle: collect it now
+            gc.collect()
+        for worker in workers:
+            worker.join(timeout=10)
+        alive = [worker.pid for worker in workers if worker.is_alive()]
+        if alive:
+            warn(f"data-loading workers {alive} are still running: something else holds their DataLoader iterator")
 
     def next_batch(self) -> dict[str, Any]:
         if self.batch_in_epoch >= self.steps_per_epoch:
-            self.epoch, self.batch_in_epoch, self._iterator = self.epoch + 1, 0, None
+            self.close()
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         if self._iterator is None:
             self._start_epoch()
         batch = next(self._iterator)
@@ -165,4 +180,4 @@ class ClipSource:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base_seed, self.epoch, self.batch_in_epoch = state["seed"], state["epoch"], state["batch_in_epoch"]
         restore_unreadable(state.get("unreadable", {}))  # absent in checkpoints from before it was kept
-        self._iterator = None
+        self.close()

@@ -168,6 +168,52 @@ def test_clip_source_resumes_exactly():
     assert len(set(flat)) == 9  # one epoch: distinct clips
 
 
+def data_workers(start):
+    """The worker processes that ``start()`` starts (multiprocessing's public view of this process's children)."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    start()
+    return [child for child in multiprocessing.active_children() if child not in before]
+
+
+def test_clip_source_close_stops_its_workers_cleanly_and_the_next_batch_restarts_them():
+    source = ClipSource(RandomClips(12), 2, seed=0, num_workers=2)
+    workers = data_workers(source.next_batch)
+    assert len(workers) == 2
+    source.close()
+    assert [worker.exitcode for worker in workers] == [0, 0]  # left their loop, not killed by a signal
+    again = data_workers(source.next_batch)
+    assert len(again) == 2 and not set(again) & set(workers)
+    for _ in range(source.steps_per_epoch):  # across the epoch's end: the old epoch's workers stop there
+        source.next_batch()
+    assert all(worker.exitcode == 0 for worker in again)
+    source.close()
+
+
+def test_clip_source_workers_left_running_stop_cleanly_at_exit():
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent("""
+        import atexit
+        workers = []
+        atexit.register(lambda: print("exit codes", [worker.exitcode for worker in workers], flush=True))  # runs last
+        from envs import ClipSource
+        from tests.helpers import RandomClips
+        from tests.test_env import data_workers
+        source = ClipSource(RandomClips(12), 2, seed=0, num_workers=2)
+        workers += data_workers(source.next_batch)
+        print("workers", len(workers), flush=True)
+    """)  # exits with the workers running and the source never closed
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "workers 2" in result.stdout and "exit codes [0, 0]" in result.stdout, result.stdout + result.stderr[-2000:]
+
+
 def test_clip_source_shards_ranks_disjointly():
     ranks = [ClipSource(RandomClips(12), 2, seed=0, rank=r, world_size=2) for r in range(2)]
     idx = [sum((ranks[r].next_batch()["index"].tolist() for _ in range(3)), []) for r in range(2)]

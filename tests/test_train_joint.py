@@ -172,7 +172,7 @@ def test_start_notes_fire_where_a_setting_does_less_than_it_seems(tmp_path, over
 
     run = train_joint.build_run(compose_cfg(*SMALL, *overrides, f"output_dir={tmp_path}"))
     try:
-        notes = train_joint.start_notes(run)
+        notes = train_joint.start_messages(run).notes
     finally:
         run.clips.close()
         run.writer.close()
@@ -181,12 +181,13 @@ def test_start_notes_fire_where_a_setting_does_less_than_it_seems(tmp_path, over
 
 
 def start_warnings(tmp_path, *overrides) -> tuple[list[str], list[str]]:
-    """train_joint.phase_notes of a run built with ``overrides`` (closed again, no step taken)."""
+    """train_joint.start_messages's lines and warnings of a run built with ``overrides`` (closed again, no step taken)."""
     import train_joint
 
     run = train_joint.build_run(compose_cfg(*overrides, f"output_dir={tmp_path / 'notes'}"))
     try:
-        return train_joint.phase_notes(run)
+        messages = train_joint.start_messages(run)
+        return messages.lines, messages.warnings
     finally:
         run.clips.close()
         run.writer.close()

@@ -52,6 +52,8 @@ class CustomConfig:
 
 def resolve_builder(target: str) -> Callable[..., Any]:
     """The function ``target`` (``package.module.function``) names; a clear error if there is none."""
+    # Not hydra.utils.get_method: it logs every failure through hydra's logger (a multi-line error on
+    # stderr) before raising, so catching and re-raising it would not keep the error to one line.
     if not target or target == UNSET:
         raise ValueError("agent=custom needs the builder of the algorithm: agent._target_=package.module.function")
     module_name, _, attribute = target.rpartition(".")
