@@ -22,6 +22,7 @@ from tianshou.data.types import ActBatchProtocol, ObsBatchProtocol
 import mae
 from agents.algorithms.config import _choice
 from agents.algorithms.spec import EnvSpec
+from runtime.errors import ConfigError
 
 MASKERS = ("random", "tube")
 
@@ -100,6 +101,6 @@ def build_fixed(spec: EnvSpec, config: FixedConfig, device: torch.device, *,
                 actor: Any = None, critic: Any = None) -> FixedMaskAlgorithm:
     """A fixed masker (``config.name``); ``actor``/``critic`` are not used."""
     if config.name == "tube" and spec.min_visible != spec.num_visible:
-        raise ValueError("agent=tube cannot act with a budget drawn per batch (mask_ratio_range): the environment "
+        raise ConfigError("agent=tube cannot act with a budget drawn per batch (mask_ratio_range): the environment "
                          "keeps a prefix of each action, and a prefix of a tube mask is not a tube mask")
     return FixedMaskAlgorithm(policy=FixedMaskPolicy(masker=config.name, spec=spec, seed=config.seed))
