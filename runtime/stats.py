@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import statistics
 
-from scipy.stats import t as student_t
-
 
 def t_quantile(df: int) -> float:
     """The 97.5 % quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy.stats import t as student_t  # here, not at the top: scipy.stats takes ~1 s to import
+
     return float(student_t.ppf(0.975, df))
 
 

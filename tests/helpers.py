@@ -1,4 +1,6 @@
-"""Small shared test fixtures: a tiny MAE and an in-memory clip dataset."""
+"""Small shared test fixtures: a tiny MAE, an in-memory clip dataset, a free port for torchrun."""
+
+import socket
 
 import torch
 from torch.utils.data import Dataset
@@ -43,3 +45,11 @@ def collect_steps(agent, env, *, capacity: int, n_step: int = 8):
     with torch.no_grad():
         collector.collect(n_step=n_step)
     return buffer
+
+
+def free_port() -> int:
+    """A TCP port that no process listens on now, for torchrun's ``--master_port``: a fixed port would
+    clash with another test run on the same machine (or with a parallel worker, ``pytest -n``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RANK_SCRIPT = """
@@ -31,13 +33,13 @@ torch.save({{"mae": built["mae"].state_dict(), "agent": built["agent"].state_dic
 """
 
 
-# per agent: its options, the port, and the sampler cycles of the run
+# per agent: its options and the sampler cycles of the run
 AGENT_RUNS = {
     # 1 MAE-only epoch, then 4 PPO cycles
-    "ppo": (["agent=ppo", "agent.critic_hidden=[32,16]", "agent.lr=1e-3"], 29533, 4),
+    "ppo": (["agent=ppo", "agent.critic_hidden=[32,16]", "agent.lr=1e-3"], 4),
     # AdaMAE's recipe: the sampler trains in the MAE's step (its gradients averaged by the hooks
     # inside the MAE's backward, next to DDP's), from the first step: 8 cycles
-    "reinforce": (["agent=reinforce", "agent.num_heads=3"], 29534, 8),
+    "reinforce": (["agent=reinforce", "agent.num_heads=3"], 8),
 }
 
 
@@ -50,12 +52,12 @@ def test_two_gloo_ranks_keep_identical_parameters(tmp_path, agent):
     script.write_text(RANK_SCRIPT.format(root=str(ROOT)))
     out = tmp_path / "run"
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    options, port, cycles = AGENT_RUNS[agent]
+    options, cycles = AGENT_RUNS[agent]
     # 32 clips, 2 ranks x 4 per step: 4 steps an epoch
     args = ["data.synthetic_clips=32", "data.num_workers=0", "train.batch_size=4", "train.epochs=2",
             "train.mae_only_epochs=1", *options, f"output_dir={out}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={port}", str(script), *args],
+    result = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", str(script), *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=400, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -93,18 +95,19 @@ def test_two_gloo_ranks_resume_exactly(tmp_path):
             "train.mae_only_epochs=1", "agent.critic_hidden=[32,16]", "agent.lr=1e-3", "train.eval_every=0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
-    def run(port, *extra):
-        result = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={port}", str(script), *args, *extra],
+    def run(*extra):
+        result = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", str(script), *args,
+                                 *extra],
                                 cwd=ROOT, capture_output=True, text=True, timeout=400, env=env)
         assert result.returncode == 0, result.stderr[-4000:]
 
-    run(29536, f"output_dir={tmp_path / 'full'}")
-    run(29537, f"output_dir={tmp_path / 'cut'}", "train.max_steps=2")
+    run(f"output_dir={tmp_path / 'full'}")
+    run(f"output_dir={tmp_path / 'cut'}", "train.max_steps=2")
     state = torch.load(tmp_path / "cut" / "checkpoint-latest.pt", weights_only=False)
     per_rank = state["rng"]["per_rank"]
     assert len(per_rank) == 2 and not torch.equal(per_rank[0]["torch"], per_rank[1]["torch"])
     assert not torch.equal(per_rank[0]["generators"]["mask"], per_rank[1]["generators"]["mask"])
-    run(29538, f"output_dir={tmp_path / 'cut'}", "resume=true")
+    run(f"output_dir={tmp_path / 'cut'}", "resume=true")
     for rank in range(2):
         full = torch.load(tmp_path / "full" / f"rank{rank}.pt", weights_only=False)
         resumed = torch.load(tmp_path / "cut" / f"rank{rank}.pt", weights_only=False)
@@ -176,9 +179,9 @@ def test_a_group_sigterm_under_torchrun_saves_once_and_resumes(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     logs = [out / f"rank{rank}.log" for rank in range(2)]
 
-    def launch(port, *extra, name):
+    def launch(*extra, name):
         stdout, stderr = (open(tmp_path / f"{name}.{kind}", "w") for kind in ("stdout", "stderr"))
-        process = subprocess.Popen([torchrun, "--nproc_per_node=2", f"--master_port={port}", str(script), *args,
+        process = subprocess.Popen([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", str(script), *args,
                                     *extra], cwd=ROOT, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
         return process, stdout, stderr
 
@@ -198,7 +201,7 @@ def test_a_group_sigterm_under_torchrun_saves_once_and_resumes(tmp_path):
     def read(kind, name="cut"):
         return (tmp_path / f"{name}.{kind}").read_text(errors="replace")
 
-    process, *files = launch(29539, name="cut")
+    process, *files = launch(name="cut")
     deadline = time.monotonic() + 120
     while not all(log.exists() and "step 1\n" in log.read_text() for log in logs):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -230,7 +233,7 @@ def test_a_group_sigterm_under_torchrun_saves_once_and_resumes(tmp_path):
 
     for log in logs:
         log.unlink()
-    process, *files = launch(29540, "resume=true", name="resumed")
+    process, *files = launch("resume=true", name="resumed")
     assert finish(process, files, 150) == 0, read("stderr", "resumed")[-3000:]
     state = torch.load(out / "checkpoint-latest.pt", weights_only=False)
     assert state["step"] == 8 and state["policy_updates"] == 4
@@ -255,8 +258,8 @@ def test_two_gloo_ranks_train_a_policy_against_a_frozen_mae(tmp_path):
             "train.mae=frozen", f"model.init_checkpoint={warm / 'checkpoint-latest.pt'}", "train.eval_every=0",
             "agent=ppo", "agent.critic_hidden=[32,16]", f"output_dir={out}"]
     result = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2",
-                             "--master_port=29541", str(script), *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=400, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                             f"--master_port={free_port()}", str(script), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=400, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     initial = torch.load(warm / "checkpoint-latest.pt", weights_only=False)["mae"]
@@ -311,7 +314,7 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
     script = tmp_path / "guard.py"
     script.write_text(GUARD_SCRIPT.format(root=str(ROOT), out=str(tmp_path)))
     result = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2",
-                             "--master_port=29542", str(script)], cwd=ROOT, capture_output=True, text=True,
+                             f"--master_port={free_port()}", str(script)], cwd=ROOT, capture_output=True, text=True,
                             timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]

@@ -548,6 +548,8 @@ def test_visualise_cli_writes_png_and_gif(tmp_path):
 def test_finetune_on_two_gloo_ranks(tmp_path):
     import os
 
+    from tests.helpers import free_port
+
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
@@ -555,8 +557,8 @@ def test_finetune_on_two_gloo_ranks(tmp_path):
     # 16 clips over 2 ranks x 4 per step: 2 steps an epoch; 6 test videos split 3 + 3, counts summed
     args = [*SMALL, "data.synthetic_clips=16", "test.synthetic_clips=6", "train.batch_size=4", "train.epochs=2",
             f"output_dir={out}"]
-    result = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29547", "-m", "downstream.finetune",
-                             *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    result = subprocess.run([str(torchrun), "--nproc_per_node=2", f"--master_port={free_port()}", "-m",
+                             "downstream.finetune", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
