@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
-from benchmark.leaderboard import ARMS, frozen_run_overrides, reference_rows, score_curve, train_arm
+from benchmark.leaderboard import ARMS, frozen_run_overrides, reference_rows, train_run
 from runtime.stats import interval
 
 BATCH = 16
@@ -124,10 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         command = frozen_run_overrides(overrides, seed, mae_checkpoint=mae, steps=args.steps,
                                        eval_every=args.eval_every, mask_ratio=ratio, eval_clips=BENCHMARK_CLIPS,
                                        run_dir=run_dir)
-        wall = train_arm(arm, seed, run_dir, command, threads=threads)
-        print(f"{arm} seed {seed}: {wall:.0f} s", flush=True)
-        return {"arm": arm, "seed": seed, "wall_s": wall, "episodes": args.steps * BATCH, "run_dir": str(run_dir),
-                "curve": score_curve(run_dir, BATCH)}
+        run = train_run(arm, seed, run_dir, command, threads=threads, steps=args.steps, batch_size=BATCH)
+        print(f"{arm} seed {seed}: {run['wall_s']:.0f} s", flush=True)
+        return run
 
     jobs = [(arm, seed) for arm in (args.arms or table_of_arms) for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         "references": reference_rows(mae, ratios, BENCHMARK_CLIPS, names=("random", "greedy", "motion")),
         "runs": runs}, indent=1))
     (out / "budget.md").write_text(text + "\n")
-    figure({arm: row for arm, row in summary.items()}, ratios, out / "budget.png")
+    figure(summary, ratios, out / "budget.png")
     print(text)
     print(f"\nwrote {out / 'budget.md'}, {out / 'budget.json'}, {out / 'budget.png'}")
 

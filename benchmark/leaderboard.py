@@ -75,6 +75,14 @@ def train_arm(arm: str, seed: int, run_dir: Path, overrides: list[str], *, threa
     return wall
 
 
+def train_run(arm: str, seed: int, run_dir: Path, overrides: list[str], *, threads: int, steps: int,
+              batch_size: int) -> dict[str, Any]:
+    """Train one arm and seed (:func:`train_arm`); its record: wall seconds, episodes, score curve, folder."""
+    wall = train_arm(arm, seed, run_dir, overrides, threads=threads)
+    return {"arm": arm, "seed": seed, "wall_s": wall, "episodes": steps * batch_size,
+            "curve": score_curve(run_dir, batch_size), "run_dir": str(run_dir)}
+
+
 def score_curve(run_dir: Path, episodes_per_step: int) -> list[tuple[int, float]]:
     """``(episodes, eval/score)`` from a run's TensorBoard log."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -226,9 +234,7 @@ def run_leaderboard(*, mae_checkpoint: Path, out: Path, arms: list[str], seeds: 
         run_dir = out / "runs" / f"{arm}-seed{seed}"
         overrides = run_overrides(arm, seed, mae_checkpoint=mae_checkpoint, steps=steps, eval_every=eval_every,
                                   mask_ratio=mask_ratio, eval_clips=eval_clips, run_dir=run_dir)
-        wall = train_arm(arm, seed, run_dir, overrides, threads=threads)
-        return {"arm": arm, "seed": seed, "wall_s": wall, "episodes": steps * batch_size,
-                "curve": score_curve(run_dir, batch_size), "run_dir": str(run_dir)}
+        return train_run(arm, seed, run_dir, overrides, threads=threads, steps=steps, batch_size=batch_size)
 
     runs = []
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(jobs_list), desc="arms x seeds") as bar:

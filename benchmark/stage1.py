@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
-from benchmark.leaderboard import (LABELS, figure, frozen_run_overrides, reference_rows, score_curve, summarise,
-                                   table, train_arm)
+from benchmark.leaderboard import (LABELS, figure, frozen_run_overrides, reference_rows, summarise, table,
+                                   train_run)
 from runtime.stats import interval
 
 BATCH = 16
@@ -95,12 +95,10 @@ def main(argv: list[str] | None = None) -> None:
             command = frozen_run_overrides([item.format(seed=seed) for item in arm_overrides], seed,
                                            mae_checkpoint=mae, steps=steps, eval_every=args.eval_every if steps else 0,
                                            mask_ratio=0.9, eval_clips=BENCHMARK_CLIPS, run_dir=run_dir)
-            wall = train_arm(arm, seed, run_dir, command, threads=args.threads)
-            imitation = run_dir / "imitation.json"
-            runs.append({"arm": arm, "seed": seed, "wall_s": wall, "episodes": steps * BATCH, "run_dir": str(run_dir),
-                         "curve": score_curve(run_dir, BATCH) if steps else [],
-                         "imitation": json.loads(imitation.read_text()) if imitation.is_file() else None})
-            print(f"{arm} seed {seed}: {wall:.0f} s", flush=True)
+            run = train_run(arm, seed, run_dir, command, threads=args.threads, steps=steps, batch_size=BATCH)
+            imitation = run_dir / "imitation.json"  # imitation alone has no score curve: no RL step was scored
+            runs.append({**run, "imitation": json.loads(imitation.read_text()) if imitation.is_file() else None})
+            print(f"{arm} seed {seed}: {run['wall_s']:.0f} s", flush=True)
     if args.train_only:
         return
     for result in runs:

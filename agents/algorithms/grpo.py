@@ -39,7 +39,7 @@ from agents.algorithms.config import SamplerConfig, _choice
 from agents.algorithms.optim import optimizer_factory
 from agents.algorithms.spec import EnvSpec
 from agents.algorithms.objectives import OBJECTIVES
-from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy, visible_counts
+from agents.algorithms.policy import TokenSamplerPolicy, token_sampler_policy
 
 KL_ESTIMATORS = ("k3", "categorical")
 ADV_EPS = 1e-6
@@ -155,7 +155,7 @@ class GRPO(TokenSamplerAlgorithm):
             return torch.zeros(len(minibatch.act), device=minibatch.act.device)
         with torch.no_grad():
             ref_logits, _ = self.reference(minibatch.obs, state=None, info=minibatch.get("info", None))
-            ref = self.policy.dist_fn(ref_logits, visible_counts(minibatch))
+            ref = self.policy.dist_fn(ref_logits, self.policy.counts(minibatch))
         if self.kl_estimator == "categorical":
             return (dist.probs * (dist.logits - ref.logits)).sum(-1)
         log_ratio = self.objective.log_prob(ref, minibatch.act) - self.objective.log_prob(dist, minibatch.act)

@@ -78,6 +78,7 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
         actor: nn.Module,
         num_visible: int,
         action_space: gym.Space,
+        min_visible: int | None = None,
         temperature: float = 1.0,
         masked_logprob: str = "mean",
         normalize_entropy: bool = False,
@@ -88,6 +89,9 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
         """
         :param actor: ``actor(obs, state=None, info=None) -> (logits (B, N), state)``.
         :param num_visible: K, tokens drawn per clip.
+        :param min_visible: the fewest a clip keeps when the environment draws a budget per batch (each
+            clip's K is then read from ``info.num_visible``); None = every clip keeps all K, and the
+            info's K is not read (no per-row work on the collection and update paths).
         :param action_space: the env's single action space, ``MultiDiscrete([N] * K)``.
         :param temperature: softmax temperature tau of pi = softmax(z / tau) (paper: 1); the
             same for the behaviour policy and every update.
@@ -112,6 +116,7 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
         )
         self.critic = critic
         self.num_visible = num_visible
+        self.reads_counts = min_visible is not None and min_visible != num_visible
         self.store_probs = store_probs
 
     @property
@@ -125,16 +130,20 @@ class TokenSamplerPolicy(ProbabilisticActorPolicy):
             raise ValueError(f"temperature must be > 0, got {value}")
         self.dist_fn.temperature = float(value)
 
+    def counts(self, batch: Any) -> torch.Tensor | None:
+        """Each clip's K for a batch (:func:`visible_counts`) under a budget drawn per batch; None otherwise."""
+        return visible_counts(batch) if self.reads_counts else None
+
     def distribution(self, batch: Any) -> PlackettLuce:
         """pi_theta(X) for a batch with ``obs`` (and ``info``): the actor only, with gradients; each clip's K
-        from ``info.num_visible`` where the environment announces it (:func:`visible_counts`)."""
+        as :meth:`counts` reads it."""
         logits_BN, _ = self.actor(batch.obs, state=None, info=batch.get("info", None))
-        return self.dist_fn(logits_BN, visible_counts(batch))
+        return self.dist_fn(logits_BN, self.counts(batch))
 
     def forward(self, batch: ObsBatchProtocol, state: Any = None) -> DistBatchProtocol:
         # Tianshou's ProbabilisticActorPolicy.forward, with each clip's K handed to the distribution
         logits_BN, hidden = self.actor(batch.obs, state=state, info=batch.info)
-        dist = self.dist_fn(logits_BN, visible_counts(batch))
+        dist = self.dist_fn(logits_BN, self.counts(batch))
         act_BK = dist.mode if self.deterministic_eval and not self.is_within_training_step else dist.sample()
         result = Batch(logits=logits_BN, act=act_BK, state=hidden, dist=dist)
         with torch.no_grad():
@@ -168,6 +177,7 @@ def token_sampler_policy(spec: Any, config: Any = None, device: torch.device | s
     actor = (actor if actor is not None else build_actor_network(spec, config)).to(device)
     return TokenSamplerPolicy(
         actor=actor, critic=critic.to(device) if critic is not None else None, num_visible=spec.num_visible,
-        action_space=spec.action_space, temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
+        min_visible=getattr(spec, "min_visible", None), action_space=spec.action_space,
+        temperature=config.softmax_temp, masked_logprob=config.masked_logprob,
         normalize_entropy=config.normalize_entropy, store_probs=config.store_probs,
         deterministic_eval=config.deterministic_eval)
