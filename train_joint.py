@@ -7,7 +7,8 @@
     torchrun --nproc_per_node=8 train_joint.py model=base ...
 
 Build functions make the run (:func:`build_run`: processes, run folder, seeds, MAE, clips, the
-environment with the MAE's optimiser, the agent, the collector, a resumed state); the loop
+environment with the MAE's optimiser (these four from :mod:`envs.build`, shared with the registered
+Gymnasium environment), the agent, the collector, a resumed state); the loop
 (:func:`train_loop`) is Algorithm 1: for the first ``train.mae_only_epochs`` epochs the MAE
 trains with random space-time masking (lines 5-7); afterwards, cycles of
 ``train.update_steps_mae`` environment steps (MAE updates, sampler frozen, episodes recorded:
