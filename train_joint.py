@@ -7,7 +7,8 @@
     torchrun --nproc_per_node=8 train_joint.py model=base ...
 
 Build functions make the run (:func:`build_run`: processes, run folder, seeds, MAE, clips, the
-environment with the MAE's optimiser, the agent, the collector, a resumed state); the loop
+environment with the MAE's optimiser (these four from :mod:`envs.build`, shared with the registered
+Gymnasium environment), the agent, the collector, a resumed state); the loop
 (:func:`train_loop`) is Algorithm 1: for the first ``train.mae_only_epochs`` epochs the MAE
 trains with random space-time masking (lines 5-7); afterwards, cycles of
 ``train.update_steps_mae`` environment steps (MAE updates, sampler frozen, episodes recorded:
@@ -44,7 +45,6 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tianshou.data import Collector, VectorReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
-from timm.optim import create_optimizer_v2
 from tqdm import tqdm
 
 import mae
@@ -53,23 +53,18 @@ from agents.buffers import dump_hdf5
 from agents.registry import build_agent
 from configs import CONFIG_DIR, ConfigError, register_configs, validate
 from data import build_dataset
-from envs import ClipSource, MAEOptimizer, MAEVectorEnv, TianshouVectorEnv
+from envs import ClipSource, MAEVectorEnv, TianshouVectorEnv
+from envs.build import build_clips, build_env, build_mae_optimizer, build_model  # noqa: F401 - train_joint.build_*
 from envs.heldout import heldout_batch
 from mae.baselines import heldout_losses
-from mae.registry import create_model_from_config
 from runtime import checkpoint, rng
 from runtime.control import RunControl, exit_status_after_stop
 from runtime.distributed import close_processes, init_processes
 from runtime.errors import DiskFullError, run_main, warn
-from runtime.lr_schedule import PAPER_TOTAL_BATCH, build_schedule, learning_rates
 from runtime.setup import RunDir, log_scalars, open_run_dir, run_cli, seed_everything
 
 register_configs()
 FIGURE_CLIPS, HISTOGRAM_CLIPS = 2, 8  # held-out clips drawn in TensorBoard's figures, and in the histogram of p
-
-
-def build_model(cfg: DictConfig) -> mae.PretrainVideoMAE:
-    return create_model_from_config(cfg.model, num_frames=cfg.data.num_frames)
 
 
 def average_gradients_across_ranks(module: torch.nn.Module, world_size: int) -> None:
@@ -139,61 +134,6 @@ class Run:
     @property
     def frozen(self) -> bool:
         return self.cfg.train.mae == "frozen"
-
-
-def build_clips(cfg: DictConfig, model: mae.PretrainVideoMAE, *, rank: int, world_size: int,
-                device: torch.device) -> ClipSource:
-    """The training clips of this rank (each rank its own shard), batched for the environment."""
-    dataset = build_dataset(
-        cfg.data.name, train_list=cfg.data.train_list, root=cfg.data.root, num_frames=cfg.data.num_frames,
-        sampling_rate=cfg.data.sampling_rate, input_size=model.img_size, patch_size=model.patch_size,
-        tubelet_size=model.tubelet_size, train=True, seed=cfg.seed, reader=cfg.data.reader,
-        **{key: value for key, value in cfg.data.items() if key.startswith("synthetic_")})  # the built-in clips
-    group_size = int(cfg.agent.get("group_size", 1))
-    if cfg.train.batch_size % group_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
-                          f"agent.group_size={group_size}")
-    return ClipSource(dataset, cfg.train.batch_size // group_size, seed=cfg.seed, num_workers=cfg.data.num_workers,
-                      rank=rank, world_size=world_size, device=device)
-
-
-def build_mae_optimizer(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *, world_size: int,
-                        is_main: bool) -> MAEOptimizer:
-    """AdamW with lr scaled by total batch / 256 and VideoMAE's schedule (warm-up, cosine), per optimiser step."""
-    total_batch = cfg.train.batch_size * world_size * cfg.train.accum_steps
-    optimizer = create_optimizer_v2(model, opt=cfg.train.opt, lr=learning_rates(cfg.train, total_batch).peak,
-                                    weight_decay=cfg.train.weight_decay, betas=tuple(cfg.train.opt_betas))
-    schedule_steps = clips.steps_per_epoch * cfg.train.epochs
-    scheduler = build_schedule(  # runtime/lr_schedule.py
-        optimizer, cfg.train, total_batch=total_batch, total_steps=max(schedule_steps // cfg.train.accum_steps, 1),
-        steps_per_epoch=clips.steps_per_epoch / cfg.train.accum_steps)
-    if is_main:
-        print(scheduler.describe("The MAE's learning rate", paper_total_batch=PAPER_TOTAL_BATCH))
-    return MAEOptimizer(optimizer, scheduler, clip_grad=cfg.train.clip_grad, accum_steps=cfg.train.accum_steps)
-
-
-def build_env(cfg: DictConfig, model: mae.PretrainVideoMAE, clips: ClipSource, *, world_size: int,
-              device: torch.device, is_main: bool, optimizer: MAEOptimizer | None = None) -> MAEVectorEnv:
-    """The MAE as an environment: a training step per ``step()`` (joint), or a fixed scorer (frozen).
-    ``optimizer``: the MAE's optimisation step, built here when None (tools.bench_agents shares one)."""
-    group_size = int(cfg.agent.get("group_size", 1))
-    mask_ratio = tuple(cfg.mask_ratio_range) if cfg.mask_ratio_range is not None else cfg.mask_ratio
-    if cfg.train.mae == "frozen":  # no optimiser, schedule or DDP wrapper: nothing of the MAE changes
-        env = MAEVectorEnv(model, clips, mask_ratio=mask_ratio, mode="frozen", group_size=group_size,
-                           amp=cfg.train.amp, reward=cfg.train.reward)
-    else:
-        forward_module = model
-        if world_size > 1:
-            forward_module = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-        env = MAEVectorEnv(model, clips, mask_ratio=mask_ratio, forward_module=forward_module,
-                           optimizer=optimizer or build_mae_optimizer(cfg, model, clips, world_size=world_size,
-                                                                      is_main=is_main),
-                           group_size=group_size, group_update=cfg.train.group_update, amp=cfg.train.amp,
-                           reward=cfg.train.reward)
-    if env.draws_budget:  # every rank draws the same K per step; the state is saved with the env's
-        env.np_random = np.random.default_rng(cfg.seed)
-    return env
 
 
 def build_sampler(cfg: DictConfig, env: MAEVectorEnv, *, world_size: int, device: torch.device,

@@ -22,16 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium
-import torch
 from gymnasium.vector import AutoresetMode
 from omegaconf import DictConfig, OmegaConf
 
-from data import build_dataset
-from envs.clip_source import ClipSource
-from envs.mae_env import MAEEnv, MAEVectorEnv
-from envs.mae_optimizer import MAEOptimizer
-from mae import PretrainVideoMAE, load_mae_weights
-from mae.registry import create_model_from_config
+from envs.build import build_clips, build_env, build_model
+from envs.mae_env import MODES, MAEEnv, MAEVectorEnv
 
 ENV_ID = "tats/MaskedVideoMAE-v0"
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -81,32 +76,23 @@ def _build(num_envs: int, *, model: str | None, mode: str, reward: str, autorese
     unknown = sorted(set(settings) - set(keys))
     if unknown:
         raise TypeError(f"unknown setting(s) {unknown}; allowed: {sorted(keys)}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     config = testbed_config()
     for name, value in settings.items():
-        OmegaConf.update(config, keys[name], value)
-    data = OmegaConf.to_container(config.data, resolve=True)
-    dataset_name, num_frames, num_workers = data.pop("name"), data.pop("num_frames"), data.pop("num_workers", 0)
-    mae = _build_mae({**OmegaConf.to_container(config.model, resolve=True), **({"name": model} if model else {})},
-                     num_frames=num_frames, seed=seed, checkpoint=checkpoint).to(device)
-    # every other data key goes to the dataset, which refuses one it does not know
-    dataset = build_dataset(dataset_name, num_frames=num_frames, sampling_rate=data.pop("sampling_rate", 1),
-                            input_size=mae.img_size, patch_size=mae.patch_size, tubelet_size=mae.tubelet_size,
-                            seed=seed, **data)
-    clips = ClipSource(dataset, num_envs, seed=seed, num_workers=num_workers, device=device)
-    optimizer = MAEOptimizer(torch.optim.AdamW(mae.parameters(), lr=config.train.lr)) if mode == "train" else None
-    return MAEVectorEnv(mae, clips, mask_ratio=config.mask_ratio, optimizer=optimizer, mode=mode,
-                        render_mode=render_mode, reward=reward, autoreset_mode=autoreset_mode)
-
-
-def _build_mae(model_config: dict[str, Any], *, num_frames: int, seed: int,
-               checkpoint: str | Path | None) -> PretrainVideoMAE:
-    """The MAE, its initial weights drawn from ``seed`` without touching the caller's global generator
-    (CleanRL's order, seed then make the env then build the agent, keeps the agent's weights the
-    caller's), then replaced by ``checkpoint``'s when one is given."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        mae = create_model_from_config(model_config, num_frames=num_frames)
-    return mae if checkpoint is None else load_mae_weights(mae, checkpoint)
+        pair = name == "mask_ratio" and isinstance(value, (tuple, list))  # a budget drawn per batch
+        OmegaConf.update(config, "mask_ratio_range" if pair else keys[name], list(value) if pair else value)
+    # the environment's own choices, as the shared builders read them
+    OmegaConf.update(config, "seed", seed)
+    OmegaConf.update(config, "train.batch_size", num_envs)
+    OmegaConf.update(config, "train.mae", "frozen" if mode == "frozen" else "joint")
+    OmegaConf.update(config, "train.reward", reward)
+    if model:
+        OmegaConf.update(config, "model.name", model)
+    mae = build_model(config, seed=seed, checkpoint=checkpoint).to(device)
+    clips = build_clips(config, mae, device=device)
+    return build_env(config, mae, clips, device=device, constant_lr=True, render_mode=render_mode,
+                     autoreset_mode=autoreset_mode)
 
 
 def make_mae_vector_env(num_envs: int = 8, *, model: str | None = None, mode: str = "train",
@@ -124,12 +110,12 @@ def make_mae_vector_env(num_envs: int = 8, *, model: str | None = None, mode: st
     :param checkpoint: MAE weights to load (strictly): a ``train_joint.py`` checkpoint (its MAE) or an
         official VideoMAE file; ``model``, ``num_frames`` and ``norm_target`` must be the ones it was
         trained with.
-    :param seed: the MAE's initial weights (without a checkpoint) and the clip stream; the global
-        torch generator is left as it was.
+    :param seed: the MAE's initial weights (without a checkpoint), the clip stream and a drawn
+        budget's K; the global torch generator is left as it was.
     :param settings: replace the CPU testbed's values (:func:`testbed_settings`): ``mask_ratio`` (a
-        pair ``(low, high)`` draws K per batch, see :mod:`envs.mae_env`), ``lr``, ``norm_target`` and the preset's data keys (``num_frames``, ``synthetic_clips``,
-        ``synthetic_background``, ``synthetic_objects``, ``synthetic_contrast``, ``synthetic_fresh``,
-        ``num_workers``).
+        pair ``(low, high)`` draws K per batch, see :mod:`envs.mae_env`), ``lr``, ``norm_target`` and
+        the preset's data keys (``num_frames``, ``synthetic_clips``, ``synthetic_background``,
+        ``synthetic_objects``, ``synthetic_contrast``, ``synthetic_fresh``, ``num_workers``).
     """
     return _build(num_envs, model=model, mode=mode, reward=reward, autoreset_mode=autoreset_mode,
                   checkpoint=checkpoint, seed=seed, device=device, render_mode=render_mode, settings=settings)

@@ -33,10 +33,10 @@ def run_capturing(monkeypatch, *overrides):
     """A train_joint.py run; returns its last scalars, the env and the agent it built."""
     import train_joint
 
-    from envs import MAEVectorEnv
+    from envs import MAEVectorEnv, build
 
     built = {}
-    monkeypatch.setattr(train_joint, "MAEVectorEnv", lambda *a, **k: built.setdefault("env", MAEVectorEnv(*a, **k)))
+    monkeypatch.setattr(build, "MAEVectorEnv", lambda *a, **k: built.setdefault("env", MAEVectorEnv(*a, **k)))
     monkeypatch.setattr(train_joint, "build_agent", lambda *a, **k: built.setdefault("agent", build_agent(*a, **k)))
     last = train_joint.train(compose_cfg(*overrides))
     return last, built["env"], built["agent"]

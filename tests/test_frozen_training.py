@@ -29,10 +29,11 @@ def _frozen(mae_checkpoint, *overrides):
     ["agent=random", "train.eval_every=2"]])  # a fixed masker: no policy to score, the run goes on
 def test_frozen_training_leaves_the_mae_bit_identical(tmp_path, mae_checkpoint, agent, monkeypatch):
     import train_joint
+    from envs import build
 
     built = []
-    real = train_joint.build_mae_optimizer
-    monkeypatch.setattr(train_joint, "build_mae_optimizer", lambda *a, **k: built.append(1) or real(*a, **k))
+    real = build.build_mae_optimizer
+    monkeypatch.setattr(build, "build_mae_optimizer", lambda *a, **k: built.append(1) or real(*a, **k))
     before = torch.load(mae_checkpoint, weights_only=False)["mae"]
     last = train_joint.train(compose_cfg(*NO_AGENT, f"model.init_checkpoint={mae_checkpoint}", *agent,
                                          "train.max_steps=6", f"output_dir={tmp_path}"))
