@@ -19,8 +19,9 @@ Prints what the sampler did and how sure it was:
 each token was visible, and, if stored, the mean probability the policy gave it, titled
 with the buffer's step. With several files (in the order given, e.g. ``buffers/*.h5``) it
 draws how the policy changed: one row of mean p (visible frequency where p is not stored)
-per buffer on one colour scale, and the entropy, the motion enrichment and the largest p
-against the step. The files come from :func:`agents.buffers.dump_hdf5`.
+per buffer on one colour scale (8 rows at most, evenly spaced over the buffers), and the
+entropy, the motion enrichment and the largest p of every buffer against the step. The files
+come from :func:`agents.buffers.dump_hdf5`.
 """
 
 from __future__ import annotations
@@ -222,9 +223,20 @@ def draw_heatmaps(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path:
     return path
 
 
+MAX_HEATMAP_ROWS = 8
+"""Buffers drawn as heat-map rows at most (a run dumps dozens): the first, the last, evenly spaced between."""
+
+
+def heatmap_rows(count: int, most: int = MAX_HEATMAP_ROWS) -> list[int]:
+    """Indices of the buffers drawn as rows: all of them up to ``most``, else ``most`` evenly spaced."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
+
+
 def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str, Any]]], path: str | Path) -> Path:
-    """How the policy changed across buffers: per buffer (a row) the mean p of each token (visible
-    frequency where p is not stored), one panel per t', one colour scale; below, the entropy (/ log N),
+    """How the policy changed across buffers: per buffer (a row; :func:`heatmap_rows`) the mean p of each
+    token (visible frequency where p is not stored), one panel per t', one colour scale; below, the entropy (/ log N),
     the motion enrichment and the largest mean p against the buffer's step."""
     plt = _pyplot()
     frames, height, width = _grid(dumps[0][2], dumps[0][0])
@@ -242,10 +254,12 @@ def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str
         summaries.append(summarize(arrays, metadata))
     kind = "mean p" if all(probs for _, probs in rows) else "mean p / visible frequency"
     vmax = max(float(values.max()) for values, _ in rows) or 1.0
-    fig = plt.figure(figsize=(1.6 * frames + 1.6, 1.5 * len(rows) + 2.8), constrained_layout=True)
-    grid = fig.add_gridspec(len(rows) + 1, frames, height_ratios=[1.0] * len(rows) + [1.6])
+    shown = heatmap_rows(len(rows))  # the curves below use every buffer
+    fig = plt.figure(figsize=(1.6 * frames + 1.6, 1.5 * len(shown) + 2.8), constrained_layout=True)
+    grid = fig.add_gridspec(len(shown) + 1, frames, height_ratios=[1.0] * len(shown) + [1.6])
     image = None
-    for r, ((values, probs), (source, _, metadata)) in enumerate(zip(rows, dumps)):
+    for r, index in enumerate(shown):
+        (values, probs), (source, _, metadata) = rows[index], dumps[index]
         for t in range(frames):
             ax = fig.add_subplot(grid[r, t])
             image = ax.imshow(values[t], vmin=0.0, vmax=vmax, cmap="viridis")
@@ -267,7 +281,7 @@ def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str
                                         if "concentration" in s else None for s in summaries],
     }
     series = {name: values for name, values in series.items() if any(v is not None for v in values)}
-    panels = grid[len(rows), :].subgridspec(1, max(len(series), 1), wspace=0.3)
+    panels = grid[len(shown), :].subgridspec(1, max(len(series), 1), wspace=0.3)
     x_label = "MAE step" if all("step" in d[2] for d in dumps) else "policy update"
     for number, (name, values) in enumerate(series.items()):
         curves = fig.add_subplot(panels[0, number])
@@ -280,7 +294,9 @@ def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str
         curves.tick_params(labelsize=7)
         curves.grid(alpha=0.3)
     agent = dumps[0][2].get("agent", "")
-    fig.suptitle(f"How the policy changed over {len(dumps)} buffers" + (f" ({agent})" if agent else ""), fontsize=10)
+    rows_note = f"; rows: {len(shown)} of them, evenly spaced" if len(shown) < len(dumps) else ""
+    fig.suptitle(f"How the policy changed over {len(dumps)} buffers" + (f" ({agent})" if agent else "") + rows_note,
+                 fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)

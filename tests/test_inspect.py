@@ -151,3 +151,10 @@ def test_several_buffers_show_how_the_policy_changed(tmp_path, capsys):
     other = dump_hdf5(filled_buffer(), tmp_path / "other.h5", metadata={"grid": [1, 2, 3], "num_tokens": N})
     with pytest.raises(ValueError, match="compare buffers of one run"):
         inspector.main([str(paths[0]), str(other), "--png", str(png)])
+
+
+def test_a_long_run_draws_eight_evenly_spaced_buffer_rows():
+    assert inspector.heatmap_rows(3) == [0, 1, 2]
+    assert inspector.heatmap_rows(8) == list(range(8))
+    assert inspector.heatmap_rows(28) == [0, 4, 8, 12, 15, 19, 23, 27]  # round(i * 27 / 7)
+    assert inspector.heatmap_rows(9) == [0, 1, 2, 3, 5, 6, 7, 8]
