@@ -14,12 +14,14 @@ import runtime.fast_start  # noqa: F401, I001 - first: before Tianshou compiles 
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS
+from benchmark.leaderboard import RUN_THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
 MAE_STEPS = 3072
@@ -42,7 +44,8 @@ def make_mae(seed: int = 0, steps: int = MAE_STEPS) -> Path:
            *(["resume=true"] if ckpt.is_file() else [])]  # continue a stopped one
     print("training the benchmark MAE:", " ".join(cmd[1:]), flush=True)
     tic = time.perf_counter()
-    if subprocess.run(cmd, cwd=Path.cwd()).returncode != 0:
+    env = dict(os.environ, OMP_NUM_THREADS=str(RUN_THREADS))  # the same MAE on any number of cores
+    if subprocess.run(cmd, cwd=Path.cwd(), env=env).returncode != 0:
         raise SystemExit(f"error: the benchmark MAE's run failed (its folder: {run_dir})")
     print(f"the benchmark MAE: {ckpt} ({(time.perf_counter() - tic) / 60:.1f} min)")
     return ckpt

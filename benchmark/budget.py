@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
-from benchmark.leaderboard import ARMS, frozen_run_overrides, reference_rows, train_run
+from benchmark.leaderboard import ARMS, RUN_THREADS, frozen_run_overrides, reference_rows, train_run
 from runtime.stats import interval
 
 BATCH = 16
@@ -115,7 +114,6 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; choose from {sorted(table_of_arms)}")
     ratios = sorted(EVAL_RATIOS)
-    threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
 
     def one(job: tuple[str, int]) -> dict[str, Any]:
         arm, seed = job
@@ -124,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         command = frozen_run_overrides(overrides, seed, mae_checkpoint=mae, steps=args.steps,
                                        eval_every=args.eval_every, mask_ratio=ratio, eval_clips=BENCHMARK_CLIPS,
                                        run_dir=run_dir)
-        run = train_run(arm, seed, run_dir, command, threads=threads, steps=args.steps, batch_size=BATCH)
+        run = train_run(arm, seed, run_dir, command, threads=RUN_THREADS, steps=args.steps, batch_size=BATCH)
         print(f"{arm} seed {seed}: {run['wall_s']:.0f} s", flush=True)
         return run
 

@@ -26,6 +26,10 @@ from benchmark.references import REFERENCES, forward_passes_per_clip, normalised
 from runtime.stats import interval
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_THREADS = 1
+"""Torch threads of every benchmark training run (the MAE's and each agent's). CPU float sums depend on
+the thread count, so a fixed count keeps a seed's run the same on machines with more or fewer cores;
+the testbed's tiny model runs as fast on one thread as on two. ``--jobs`` runs several at once."""
 
 ARMS: dict[str, list[str]] = {
     "tats-ppo": ["agent=ppo"],  # the CPU preset's: cooperative objective, trajectory attention
@@ -227,14 +231,12 @@ def run_leaderboard(*, mae_checkpoint: Path, out: Path, arms: list[str], seeds: 
     print("references (cached beside the MAE after the first time) ...", flush=True)
     references = reference_rows(mae_checkpoint, ratios, eval_clips)
     jobs_list = [(arm, seed) for arm in arms for seed in seeds]
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-
     def one(job: tuple[str, int]) -> dict[str, Any]:
         arm, seed = job
         run_dir = out / "runs" / f"{arm}-seed{seed}"
         overrides = run_overrides(arm, seed, mae_checkpoint=mae_checkpoint, steps=steps, eval_every=eval_every,
                                   mask_ratio=mask_ratio, eval_clips=eval_clips, run_dir=run_dir)
-        return train_run(arm, seed, run_dir, overrides, threads=threads, steps=steps, batch_size=batch_size)
+        return train_run(arm, seed, run_dir, overrides, threads=RUN_THREADS, steps=steps, batch_size=batch_size)
 
     runs = []
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(jobs_list), desc="arms x seeds") as bar:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
-from benchmark.leaderboard import (LABELS, figure, frozen_run_overrides, reference_rows, summarise, table,
-                                   train_run)
+from benchmark.leaderboard import (LABELS, RUN_THREADS, figure, frozen_run_overrides, reference_rows, summarise,
+                                   table, train_run)
 from runtime.stats import interval
 
 BATCH = 16
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=64, help="RL steps per run (16 episodes each)")
     parser.add_argument("--eval-every", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=RUN_THREADS, help="torch threads per run (the benchmark's: 1)")
     parser.add_argument("--imitate-steps", type=int, default=100)
     parser.add_argument("--imitate-batch-size", type=int, default=16)
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.9], help="mask ratios to score at")

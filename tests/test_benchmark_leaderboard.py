@@ -93,3 +93,24 @@ def test_evaluate_on_a_folder_of_videos(tmp_path, mae_checkpoint):
     row = result["ratios"]["0.9"]
     assert row["loss_oracle"] <= row["loss_random"] and "motion_enrichment" not in row
     assert torch.isfinite(torch.tensor(row["score"]))
+
+
+def test_benchmark_runs_use_one_thread_whatever_the_machine(tmp_path, monkeypatch):
+    """CPU float sums depend on the thread count: the MAE's and every arm's run get the fixed one."""
+    import benchmark.__main__ as commands
+    import benchmark.leaderboard as leaderboard
+
+    seen = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(kwargs["env"]["OMP_NUM_THREADS"])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(leaderboard.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(leaderboard.subprocess, "run", fake_run)
+    monkeypatch.setattr(commands.subprocess, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "grpo-seed0").mkdir(parents=True)
+    leaderboard.train_arm("grpo", 0, tmp_path / "runs" / "grpo-seed0", [], threads=leaderboard.RUN_THREADS)
+    commands.make_mae(seed=0)
+    assert seen == ["1", "1"] and leaderboard.RUN_THREADS == 1
