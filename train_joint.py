@@ -52,7 +52,6 @@ from agents.algorithms.agent import Agent
 from agents.buffers import dump_hdf5
 from agents.registry import build_agent
 from configs import CONFIG_DIR, ConfigError, register_configs, validate
-from data import build_dataset
 from envs import ClipSource, MAEVectorEnv, TianshouVectorEnv
 from envs.build import build_clips, build_env, build_mae_optimizer, build_model  # noqa: F401 - train_joint.build_*
 from envs.heldout import heldout_batch

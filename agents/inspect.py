@@ -253,8 +253,8 @@ def draw_evolution(dumps: list[tuple[str | Path, dict[str, np.ndarray], dict[str
         steps.append(_step_value(metadata, source, index))
         summaries.append(summarize(arrays, metadata))
     kind = "mean p" if all(probs for _, probs in rows) else "mean p / visible frequency"
-    vmax = max(float(values.max()) for values, _ in rows) or 1.0
     shown = heatmap_rows(len(rows))  # the curves below use every buffer
+    vmax = max(float(rows[index][0].max()) for index in shown) or 1.0  # the scale of the rows drawn
     fig = plt.figure(figsize=(1.6 * frames + 1.6, 1.5 * len(shown) + 2.8), constrained_layout=True)
     grid = fig.add_gridspec(len(shown) + 1, frames, height_ratios=[1.0] * len(shown) + [1.6])
     image = None

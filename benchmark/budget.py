@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.evaluate import BENCHMARK_CLIPS, EVAL_RATIOS, evaluate_run, reference_cache
-from benchmark.leaderboard import ARMS, RUN_THREADS, frozen_run_overrides, reference_rows, train_run
+from benchmark.leaderboard import ARMS, frozen_run_overrides, reference_rows, train_run
 from runtime.stats import interval
 
 BATCH = 16
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         command = frozen_run_overrides(overrides, seed, mae_checkpoint=mae, steps=args.steps,
                                        eval_every=args.eval_every, mask_ratio=ratio, eval_clips=BENCHMARK_CLIPS,
                                        run_dir=run_dir)
-        run = train_run(arm, seed, run_dir, command, threads=RUN_THREADS, steps=args.steps, batch_size=BATCH)
+        run = train_run(arm, seed, run_dir, command, steps=args.steps, batch_size=BATCH)
         print(f"{arm} seed {seed}: {run['wall_s']:.0f} s", flush=True)
         return run
 

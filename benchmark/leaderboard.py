@@ -59,7 +59,7 @@ def frozen_run_overrides(arm_overrides: list[str], seed: int, *, mae_checkpoint:
             "data.num_workers=0", f"output_dir={run_dir}"]
 
 
-def train_arm(arm: str, seed: int, run_dir: Path, overrides: list[str], *, threads: int) -> float:
+def train_arm(arm: str, seed: int, run_dir: Path, overrides: list[str], *, threads: int = RUN_THREADS) -> float:
     """Train one arm (skipped when its run is finished); its wall seconds (of the earlier run if reused)."""
     timing = run_dir / "wall_s.json"
     if (run_dir / "checkpoint-latest.pt").is_file() and timing.is_file():
@@ -79,8 +79,8 @@ def train_arm(arm: str, seed: int, run_dir: Path, overrides: list[str], *, threa
     return wall
 
 
-def train_run(arm: str, seed: int, run_dir: Path, overrides: list[str], *, threads: int, steps: int,
-              batch_size: int) -> dict[str, Any]:
+def train_run(arm: str, seed: int, run_dir: Path, overrides: list[str], *, steps: int, batch_size: int,
+              threads: int = RUN_THREADS) -> dict[str, Any]:
     """Train one arm and seed (:func:`train_arm`); its record: wall seconds, episodes, score curve, folder."""
     wall = train_arm(arm, seed, run_dir, overrides, threads=threads)
     return {"arm": arm, "seed": seed, "wall_s": wall, "episodes": steps * batch_size,
@@ -236,7 +236,7 @@ def run_leaderboard(*, mae_checkpoint: Path, out: Path, arms: list[str], seeds: 
         run_dir = out / "runs" / f"{arm}-seed{seed}"
         overrides = run_overrides(arm, seed, mae_checkpoint=mae_checkpoint, steps=steps, eval_every=eval_every,
                                   mask_ratio=mask_ratio, eval_clips=eval_clips, run_dir=run_dir)
-        return train_run(arm, seed, run_dir, overrides, threads=RUN_THREADS, steps=steps, batch_size=batch_size)
+        return train_run(arm, seed, run_dir, overrides, steps=steps, batch_size=batch_size)
 
     runs = []
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(jobs_list), desc="arms x seeds") as bar:

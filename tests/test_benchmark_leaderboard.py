@@ -111,6 +111,6 @@ def test_benchmark_runs_use_one_thread_whatever_the_machine(tmp_path, monkeypatc
     monkeypatch.setattr(commands.subprocess, "run", fake_run)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "grpo-seed0").mkdir(parents=True)
-    leaderboard.train_arm("grpo", 0, tmp_path / "runs" / "grpo-seed0", [], threads=leaderboard.RUN_THREADS)
+    leaderboard.train_arm("grpo", 0, tmp_path / "runs" / "grpo-seed0", [])  # as the leaderboard and budget call it
     commands.make_mae(seed=0)
     assert seen == ["1", "1"] and leaderboard.RUN_THREADS == 1
